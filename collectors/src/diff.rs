@@ -1,0 +1,1 @@
+//! Comparing two structured snapshots (being written).
