@@ -5,4 +5,7 @@
 //! `verify` re-checks what was committed. See ARCHITECTURE.md for the map and the invariants.
 
 pub mod config;
+pub mod keys;
 pub mod schedule;
+pub mod statement;
+pub mod tlog;
