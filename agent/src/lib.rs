@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod keys;
+pub mod ledger;
 pub mod schedule;
 pub mod statement;
 pub mod tlog;

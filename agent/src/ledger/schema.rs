@@ -1,0 +1,84 @@
+//! The SQLite schema of the ledger and the pragmas it runs under.
+//!
+//! Append-only tables carry triggers that abort any UPDATE or DELETE: the API never issues one,
+//! and the triggers are a second guard against other code or a stray `sqlite3` session.
+
+use rusqlite::Connection;
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// WAL so readers never block the writer; `synchronous=FULL` so a commit is on disk (WAL and its
+/// fsync) before `append` returns.
+pub const PRAGMAS: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+PRAGMA foreign_keys = ON;
+";
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- Content, addressed by the SHA-256 of its uncompressed bytes, in chunks so that no read or
+-- write needs a whole large blob in memory.
+CREATE TABLE IF NOT EXISTS blobs (
+    digest BLOB PRIMARY KEY,
+    size   INTEGER NOT NULL,
+    chunks INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blob_chunks (
+    digest BLOB NOT NULL REFERENCES blobs(digest),
+    seq    INTEGER NOT NULL,
+    data   BLOB NOT NULL,
+    PRIMARY KEY (digest, seq)
+) WITHOUT ROWID;
+-- One row per log leaf. `envelope` is the leaf's exact bytes; the other columns are copies of
+-- statement fields for queries, and `verify` checks they agree with the signed statement.
+CREATE TABLE IF NOT EXISTS entries (
+    idx            INTEGER PRIMARY KEY,
+    collector_id   TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    trigger        TEXT NOT NULL,
+    scheduled_for  TEXT NOT NULL,
+    finished_at    TEXT NOT NULL,
+    content_digest BLOB NOT NULL REFERENCES blobs(digest),
+    envelope       BLOB NOT NULL,
+    leaf_hash      BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_by_collector ON entries (collector_id, scheduled_for);
+-- Perfect-subtree hashes: level 0 are leaf hashes; (level, idx) covers leaves
+-- [idx * 2^level, (idx + 1) * 2^level). Proofs read O(log n) of these.
+CREATE TABLE IF NOT EXISTS tree_nodes (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size       INTEGER PRIMARY KEY,
+    note       TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+-- Where each collector resumes; written in the same transaction as the entry that moved it.
+CREATE TABLE IF NOT EXISTS cursors (
+    collector_id TEXT PRIMARY KEY,
+    cursor       TEXT NOT NULL,
+    entry_idx    INTEGER NOT NULL
+);
+";
+
+const APPEND_ONLY: &[&str] = &["blobs", "blob_chunks", "entries", "tree_nodes", "checkpoints"];
+
+pub fn create(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(TABLES)?;
+    for table in APPEND_ONLY {
+        conn.execute_batch(&format!(
+            "CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table}
+               BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: {table} rows cannot be updated'); END;
+             CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table}
+               BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: {table} rows cannot be deleted'); END;"
+        ))?;
+    }
+    Ok(())
+}

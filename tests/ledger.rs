@@ -1,0 +1,216 @@
+//! The ledger on real SQLite files: appends, proofs against signed checkpoints, the append-only
+//! guard, and tamper detection by `verify` naming the entry or checkpoint.
+
+use chrono::{TimeZone, Utc};
+use collectors::{Content, Snapshot};
+use ed25519_dalek::SigningKey;
+use evidence_agent::ledger::{verify::verify, Ledger, NewEntry, Outcome};
+use evidence_agent::statement::Trigger;
+use evidence_agent::tlog::merkle;
+use evidence_agent::tlog::note::{Checkpoint, NoteSigner};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+
+fn signer() -> NoteSigner {
+    NoteSigner::new("evidence-agent/test-host", SigningKey::from_bytes(&[42; 32])).unwrap()
+}
+
+fn run(i: u64, body: &str) -> NewEntry {
+    let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(i as i64);
+    let outcome = match i % 7 {
+        5 => Outcome::Failed(format!("cannot read /nope/{i}: No such file")),
+        6 => Outcome::Skipped("previous run still going".into()),
+        _ => Outcome::Ok(Snapshot {
+            content: Content::from_bytes(body.as_bytes().to_vec()),
+            media_type: collectors::MEDIA_TYPE_JSON,
+            item_count: 1,
+            cursor: Some(serde_json::json!({"offset": i})),
+            details: serde_json::Value::Null,
+        }),
+    };
+    NewEntry {
+        collector_id: format!("c{}", i % 3),
+        kind: "command".into(),
+        trigger: Trigger::Schedule,
+        scheduled_for: t,
+        started_at: t,
+        finished_at: t + chrono::Duration::seconds(1),
+        config_sha256: [9; 32],
+        outcome,
+    }
+}
+
+/// A ledger with `n` entries appended in batches of 1, 2, 3, … (so several checkpoints).
+fn ledger_with(dir: &Path, n: u64) -> PathBuf {
+    let path = dir.join("ledger.sqlite");
+    let mut ledger = Ledger::open(&path, "test-host", signer()).unwrap();
+    let (mut i, mut batch) = (0u64, 1u64);
+    while i < n {
+        let entries: Vec<_> = (i..(i + batch).min(n))
+            .map(|k| run(k, &format!("{{\"items\":[{{\"id\":\"{}\"}}]}}", k % 4)))
+            .collect();
+        i += entries.len() as u64;
+        ledger.append(entries).unwrap();
+        batch += 1;
+    }
+    path
+}
+
+/// Open the file with plain SQLite, drop the append-only guard, and run `sql` as an attacker.
+fn tamper(path: &Path, sql: &str) {
+    let conn = Connection::open(path).unwrap();
+    for t in ["blobs", "blob_chunks", "entries", "tree_nodes", "checkpoints"] {
+        conn.execute_batch(&format!(
+            "DROP TRIGGER IF EXISTS {t}_no_update; DROP TRIGGER IF EXISTS {t}_no_delete;"
+        ))
+        .unwrap();
+    }
+    conn.execute_batch(sql).unwrap();
+}
+
+fn findings(path: &Path) -> Vec<String> {
+    let ledger = Ledger::open_read_only(path).unwrap();
+    let report = verify(&ledger, &signer().verifier()).unwrap();
+    report.findings.iter().map(|f| f.to_string()).collect()
+}
+
+#[test]
+fn appended_entries_verify_and_proofs_check_against_signed_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 40);
+    let ledger = Ledger::open_read_only(&path).unwrap();
+    assert_eq!(ledger.size().unwrap(), 40);
+    let report = verify(&ledger, &signer().verifier()).unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
+    assert_eq!(report.entries, 40);
+    assert!(report.checkpoints >= 8);
+
+    let checkpoints = ledger.checkpoints().unwrap();
+    let v = signer().verifier();
+    let latest = checkpoints.last().unwrap();
+    let cp = Checkpoint::parse(v.open(&latest.note).unwrap()).unwrap();
+    assert_eq!(cp.size, 40);
+    assert!(cp.time().is_some());
+    for i in [0u64, 1, 17, 39] {
+        let e = ledger.entry(i).unwrap().unwrap();
+        let proof = ledger.inclusion_proof(i, cp.size).unwrap();
+        assert!(merkle::verify_inclusion(&merkle::leaf_hash(&e.envelope), i, cp.size, &proof, &cp.root));
+    }
+    for old in &checkpoints {
+        let old_cp = Checkpoint::parse(v.open(&old.note).unwrap()).unwrap();
+        let proof = ledger.consistency_proof(old_cp.size, cp.size).unwrap();
+        assert!(merkle::verify_consistency(old_cp.size, cp.size, &old_cp.root, &cp.root, &proof));
+    }
+    // Cursors follow the last committed ok run of each collector.
+    assert!(ledger.cursor("c0").unwrap().is_some());
+}
+
+#[test]
+fn the_database_refuses_updates_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 3);
+    let conn = Connection::open(&path).unwrap();
+    for sql in [
+        "UPDATE entries SET status = 'ok'",
+        "DELETE FROM entries WHERE idx = 2",
+        "DELETE FROM checkpoints",
+        "UPDATE blob_chunks SET data = x'00'",
+        "DELETE FROM tree_nodes",
+    ] {
+        let err = conn.execute_batch(sql).unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+}
+
+#[test]
+fn a_ledger_refuses_another_host_or_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 1);
+    let err = Ledger::open(&path, "other-host", signer()).unwrap_err();
+    assert!(err.to_string().contains("host_id"), "{err}");
+    let other = NoteSigner::new("evidence-agent/test-host", SigningKey::from_bytes(&[1; 32])).unwrap();
+    let err = Ledger::open(&path, "test-host", other).unwrap_err();
+    assert!(err.to_string().contains("vkey"), "{err}");
+}
+
+#[test]
+fn one_changed_byte_of_an_envelope_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 20);
+    // Flip one byte inside the base64 signature of entry 11.
+    tamper(&path, "UPDATE entries SET envelope = CAST(replace(CAST(envelope AS TEXT), '\"sig\":\"', '\"sig\":\"A') AS BLOB) WHERE idx = 11");
+    let f = findings(&path);
+    assert!(f.iter().any(|m| m.starts_with("entry 11:")), "{f:?}");
+}
+
+#[test]
+fn one_changed_byte_of_a_blob_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 20);
+    let conn = Connection::open(&path).unwrap();
+    let digest: Vec<u8> = conn
+        .query_row("SELECT content_digest FROM entries WHERE idx = 11", [], |r| r.get(0))
+        .unwrap();
+    drop(conn);
+    tamper(
+        &path,
+        &format!(
+            "UPDATE blob_chunks SET data = CAST(replace(CAST(data AS TEXT), 'items', 'itemz') AS BLOB) WHERE digest = x'{}'",
+            hex::encode(&digest)
+        ),
+    );
+    let f = findings(&path);
+    assert!(f.iter().any(|m| m.starts_with("entry 11:") && m.contains("digest")), "{f:?}");
+}
+
+#[test]
+fn one_changed_byte_of_a_checkpoint_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 20);
+    tamper(&path, "UPDATE checkpoints SET note = replace(note, 'evidence-agent/test-host\n10\n', 'evidence-agent/test-host\n11\n') WHERE size = 10");
+    let f = findings(&path);
+    assert!(f.iter().any(|m| m.starts_with("checkpoint 10:")), "{f:?}");
+}
+
+#[test]
+fn a_deleted_entry_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 20);
+    tamper(&path, "DELETE FROM entries WHERE idx = 7");
+    let f = findings(&path);
+    assert!(f.iter().any(|m| m.starts_with("entry 7:") && m.contains("missing")), "{f:?}");
+}
+
+#[test]
+fn reordered_entries_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 20);
+    tamper(
+        &path,
+        "UPDATE entries SET idx = -1 WHERE idx = 4;
+         UPDATE entries SET idx = 4 WHERE idx = 9;
+         UPDATE entries SET idx = 9 WHERE idx = -1;",
+    );
+    let f = findings(&path);
+    assert!(f.iter().any(|m| m.starts_with("entry 4:") && m.contains("log index 9")), "{f:?}");
+    assert!(f.iter().any(|m| m.starts_with("entry 9:") && m.contains("log index 4")), "{f:?}");
+}
+
+#[test]
+fn a_truncated_tree_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 20);
+    tamper(&path, "DELETE FROM entries WHERE idx >= 17; DELETE FROM tree_nodes WHERE idx >= 17 AND level = 0;");
+    let f = findings(&path);
+    assert!(f.iter().any(|m| m.starts_with("checkpoint 20:") && m.contains("entries 17..19")), "{f:?}");
+}
+
+#[test]
+fn a_ledger_signed_by_another_key_fails_against_the_pinned_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 3);
+    let ledger = Ledger::open_read_only(&path).unwrap();
+    let other = NoteSigner::new("evidence-agent/test-host", SigningKey::from_bytes(&[1; 32])).unwrap();
+    let report = verify(&ledger, &other.verifier()).unwrap();
+    assert!(report.findings.len() >= 4, "{:?}", report.findings);
+}
