@@ -55,7 +55,10 @@ pub fn key_name(host_id: &str) -> String {
 
 /// Create a new key at `path` for `name`. The directory is created 0700 if missing.
 pub fn generate(path: &Path, name: &str) -> Result<NoteVerifier, KeyError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
@@ -108,8 +111,9 @@ pub fn generate(path: &Path, name: &str) -> Result<NoteVerifier, KeyError> {
     Ok(signer.verifier())
 }
 
-/// Load the key at `path`, refusing it if others can read it or if it was made for another name.
-pub fn load(path: &Path, expected_name: &str) -> Result<NoteSigner, KeyError> {
+/// Load the key at `path`, refusing it if others can read it or, when `expected_name` is given,
+/// if it was made for another name.
+pub fn load(path: &Path, expected_name: Option<&str>) -> Result<NoteSigner, KeyError> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -154,11 +158,11 @@ pub fn load(path: &Path, expected_name: &str) -> Result<NoteSigner, KeyError> {
     if hex::encode(key_hash(name, &key.verifying_key())) != hash_hex {
         return Err(malformed("key hash does not match the key"));
     }
-    if name != expected_name {
+    if let Some(expected) = expected_name.filter(|e| *e != name) {
         return Err(KeyError::WrongName {
             path: path.to_owned(),
             found: name.to_owned(),
-            expected: expected_name.to_owned(),
+            expected: expected.to_owned(),
         });
     }
     NoteSigner::new(name, key).map_err(|e| malformed(&e.to_string()))
@@ -191,16 +195,20 @@ mod tests {
         let v = generate(&path, "evidence-agent/h1").unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dmode = fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let dmode = fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dmode, 0o700);
-        let s = load(&path, "evidence-agent/h1").unwrap();
+        let s = load(&path, Some("evidence-agent/h1")).unwrap();
         assert_eq!(s.verifier(), v);
         assert!(matches!(
             generate(&path, "evidence-agent/h1"),
             Err(KeyError::Exists { .. })
         ));
         assert!(matches!(
-            load(&path, "evidence-agent/h2"),
+            load(&path, Some("evidence-agent/h2")),
             Err(KeyError::WrongName { .. })
         ));
     }
@@ -211,19 +219,28 @@ mod tests {
         let path = dir.path().join("host.key");
         generate(&path, "evidence-agent/h1").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-        let err = load(&path, "evidence-agent/h1").unwrap_err();
-        assert!(matches!(err, KeyError::Permissions { mode: 0o640, .. }), "{err}");
+        let err = load(&path, Some("evidence-agent/h1")).unwrap_err();
+        assert!(
+            matches!(err, KeyError::Permissions { mode: 0o640, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn garbage_key_files_give_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("host.key");
-        for text in ["", "PRIVATE+KEY+", "PRIVATE+KEY+a+b+c", "PRIVATE+KEY+n+00000000+AQ==\n", "\u{0}\u{ff}"] {
+        for text in [
+            "",
+            "PRIVATE+KEY+",
+            "PRIVATE+KEY+a+b+c",
+            "PRIVATE+KEY+n+00000000+AQ==\n",
+            "\u{0}\u{ff}",
+        ] {
             let _ = fs::remove_file(&path);
             fs::write(&path, text).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-            assert!(load(&path, "n").is_err(), "{text:?}");
+            assert!(load(&path, Some("n")).is_err(), "{text:?}");
         }
     }
 }

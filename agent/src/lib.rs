@@ -4,7 +4,9 @@
 //! `config` → `scheduler` runs `collectors` → `ledger` signs (`statement`, `tlog`) and commits →
 //! `verify` re-checks what was committed. See ARCHITECTURE.md for the map and the invariants.
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod keys;
 pub mod ledger;
 pub mod schedule;

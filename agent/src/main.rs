@@ -1,1 +1,30 @@
-fn main() {}
+//! The `evidence-agent` binary: parses the command line, sets up logging, and hands over to
+//! the library's `cli` module. Errors end here, printed as one line with their context chain.
+
+use clap::Parser;
+use evidence_agent::cli::{self, Cli, Failed};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli::dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(failed) = e.downcast_ref::<Failed>() {
+                eprintln!("{failed}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

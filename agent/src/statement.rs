@@ -85,7 +85,9 @@ pub fn open(envelope_bytes: &[u8], verifier: &NoteVerifier) -> Result<Vec<u8>, E
     let keyid = hex::encode(verifier.key_hash());
     let mut found = false;
     for s in envelope.signatures.iter().filter(|s| s.keyid == keyid) {
-        let sig = B64.decode(&s.sig).map_err(|_| EnvelopeError::Base64("sig"))?;
+        let sig = B64
+            .decode(&s.sig)
+            .map_err(|_| EnvelopeError::Base64("sig"))?;
         if !verifier.verify_bytes(&pae(PAYLOAD_TYPE, &payload), &sig) {
             return Err(EnvelopeError::BadSignature(keyid));
         }
@@ -95,6 +97,16 @@ pub fn open(envelope_bytes: &[u8], verifier: &NoteVerifier) -> Result<Vec<u8>, E
         return Err(EnvelopeError::NotSigned(keyid));
     }
     Ok(payload)
+}
+
+/// The statement inside an envelope *without* checking its signature: for listing entries
+/// that `verify` checks separately, never for deciding whether to trust them.
+pub fn read_unverified(envelope_bytes: &[u8]) -> Result<Statement, EnvelopeError> {
+    let envelope: Envelope = serde_json::from_slice(envelope_bytes)?;
+    let payload = B64
+        .decode(&envelope.payload)
+        .map_err(|_| EnvelopeError::Base64("payload"))?;
+    Statement::from_payload(&payload)
 }
 
 /// An in-toto Statement v1 about one snapshot.
@@ -210,8 +222,8 @@ impl Statement {
     }
 
     pub fn from_payload(payload: &[u8]) -> Result<Statement, EnvelopeError> {
-        let st: Statement = serde_json::from_slice(payload)
-            .map_err(|e| EnvelopeError::Statement(e.to_string()))?;
+        let st: Statement =
+            serde_json::from_slice(payload).map_err(|e| EnvelopeError::Statement(e.to_string()))?;
         if st.statement_type != STATEMENT_TYPE {
             return Err(EnvelopeError::Statement(format!(
                 "_type is {:?}",

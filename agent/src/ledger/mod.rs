@@ -18,7 +18,7 @@ use crate::statement::{self, CollectorRef, SnapshotPredicate, Statement, Status,
 use crate::tlog::merkle::{self, NodeSource, ProofError};
 use crate::tlog::note::{Checkpoint, NoteSigner, NoteVerifier};
 use crate::tlog::Hash;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,9 +54,9 @@ impl From<ProofError<LedgerError>> for LedgerError {
     }
 }
 
-/// RFC 3339 UTC, with fractional seconds only when there are some.
+/// RFC 3339 UTC to the millisecond, with the fraction only when there is one.
 pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    t.trunc_subsecs(3).to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// What happened in one run, as handed to [`Ledger::append`].
@@ -276,10 +276,13 @@ impl Ledger {
 
     /// Entries in index order, from `start`, at most `limit`.
     pub fn entries(&self, start: u64, limit: u64) -> Result<Vec<EntryRecord>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("{ENTRY_SELECT} WHERE idx >= ?1 ORDER BY idx LIMIT ?2"))?;
-        let rows = stmt.query_map(params![start as i64, limit.min(i64::MAX as u64) as i64], entry_from_row)?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{ENTRY_SELECT} WHERE idx >= ?1 ORDER BY idx LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(
+            params![start as i64, limit.min(i64::MAX as u64) as i64],
+            entry_from_row,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -475,7 +478,9 @@ impl NodeSource for SqlNodes<'_> {
             .query_row(params![level, index as i64], |r| r.get(0))
             .optional()?;
         v.and_then(|v| v.try_into().ok()).ok_or_else(|| {
-            LedgerError::Corrupt(format!("tree node at level {level} index {index} is missing"))
+            LedgerError::Corrupt(format!(
+                "tree node at level {level} index {index} is missing"
+            ))
         })
     }
 }
@@ -514,8 +519,24 @@ fn append_one(
             s.cursor.as_ref(),
             s.details.clone(),
         ),
-        Outcome::Failed(e) => (Status::Failed, Some(e.clone()), &empty, collectors::MEDIA_TYPE_OCTETS, 0, None, serde_json::Value::Null),
-        Outcome::Skipped(r) => (Status::Skipped, Some(r.clone()), &empty, collectors::MEDIA_TYPE_OCTETS, 0, None, serde_json::Value::Null),
+        Outcome::Failed(e) => (
+            Status::Failed,
+            Some(e.clone()),
+            &empty,
+            collectors::MEDIA_TYPE_OCTETS,
+            0,
+            None,
+            serde_json::Value::Null,
+        ),
+        Outcome::Skipped(r) => (
+            Status::Skipped,
+            Some(r.clone()),
+            &empty,
+            collectors::MEDIA_TYPE_OCTETS,
+            0,
+            None,
+            serde_json::Value::Null,
+        ),
     };
     let digest = content.sha256();
     let mut reader = content.reader().map_err(|e| LedgerError::Io {

@@ -1,0 +1,232 @@
+//! Commands that run or set up the agent: run, collect, check-config, keygen, key, verify.
+
+use super::{Failed, Paths};
+use crate::config::{self, Config};
+use crate::daemon::{self, runner, Agent};
+use crate::keys::{self, KeyError};
+use crate::ledger::verify;
+use crate::statement::Trigger;
+use crate::tlog::note::{NoteSigner, NoteVerifier};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
+/// The host key, created on first start so that the quickstart is one command. A key that
+/// exists but is unsafe or unreadable is an error, never replaced.
+fn host_key(config: &Config) -> anyhow::Result<NoteSigner> {
+    let name = keys::key_name(&config.host_id);
+    match keys::load(&config.key_path, Some(&name)) {
+        Err(KeyError::Missing { .. }) => {
+            let verifier = keys::generate(&config.key_path, &name)?;
+            tracing::info!(key = %config.key_path.display(), vkey = %verifier, "created the host key");
+            Ok(keys::load(&config.key_path, Some(&name))?)
+        }
+        other => Ok(other?),
+    }
+}
+
+pub fn run(config: &Config) -> anyhow::Result<()> {
+    let signer = host_key(config)?;
+    let config = config::load(&config.path, Some(&config.data_dir))
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    runtime()?.block_on(daemon::run(config, signer))
+}
+
+pub fn collect(config: Config, only: &[String]) -> anyhow::Result<()> {
+    for id in only {
+        if !config.collectors.iter().any(|c| &c.id == id) {
+            let known: Vec<_> = config.collectors.iter().map(|c| c.id.as_str()).collect();
+            anyhow::bail!(
+                "no collector with id {id:?} in {}; known: {}",
+                config.path.display(),
+                known.join(", ")
+            );
+        }
+    }
+    let signer = host_key(&config)?;
+    runtime()?.block_on(async move {
+        let selected: Vec<_> = config
+            .collectors
+            .iter()
+            .filter(|c| {
+                if only.is_empty() {
+                    c.enabled
+                } else {
+                    only.contains(&c.id)
+                }
+            })
+            .cloned()
+            .map(Arc::new)
+            .collect();
+        let permits = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent));
+        let agent = Agent::start(config, signer).await?;
+        let mut runs = tokio::task::JoinSet::new();
+        for c in selected {
+            let (ctx, permits) = (agent.ctx.clone(), permits.clone());
+            runs.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                runner::run_once(&ctx, &c, Trigger::Manual, chrono::Utc::now()).await
+            });
+        }
+        let (mut total, mut failed) = (0, 0);
+        let mut first_error = None;
+        while let Some(joined) = runs.join_next().await {
+            let r = joined.context("collect task")??;
+            total += 1;
+            match &r.error {
+                None => println!(
+                    "{}: ok, {} items, entry {}",
+                    r.collector_id, r.item_count, r.index
+                ),
+                Some(e) => {
+                    failed += 1;
+                    println!("{}: {}: {e} (entry {})", r.collector_id, r.status, r.index);
+                    first_error.get_or_insert_with(|| r.collector_id.clone());
+                }
+            }
+        }
+        agent.close().await?;
+        if failed > 0 {
+            return Err(Failed(format!(
+                "{failed} of {total} runs did not succeed (recorded as such in the ledger)"
+            ))
+            .into());
+        }
+        Ok(())
+    })
+}
+
+pub fn check_config(path: &Path, data_dir: Option<&Path>) -> anyhow::Result<()> {
+    let config = match config::load(path, data_dir) {
+        Ok(c) => c,
+        Err(errors) => {
+            println!("{errors}");
+            return Err(
+                Failed(format!("{}: {} problem(s)", path.display(), errors.0.len())).into(),
+            );
+        }
+    };
+    let problems = config.check_environment();
+    for p in &problems {
+        println!("{p}");
+    }
+    if !problems.is_empty() {
+        return Err(Failed(format!("{}: {} problem(s)", path.display(), problems.len())).into());
+    }
+    println!(
+        "{}: ok (host {}, {} collectors, data in {})",
+        path.display(),
+        config.host_id,
+        config.collectors.len(),
+        config.data_dir.display()
+    );
+    Ok(())
+}
+
+pub fn keygen(config: &Config) -> anyhow::Result<()> {
+    let verifier = keys::generate(&config.key_path, &keys::key_name(&config.host_id))?;
+    println!("created {}", config.key_path.display());
+    print_key(&verifier);
+    Ok(())
+}
+
+pub fn key(paths: &Paths) -> anyhow::Result<()> {
+    let path = paths.key.as_deref().context("no key path")?;
+    let expected = paths.config.as_ref().map(|c| keys::key_name(&c.host_id));
+    let signer = keys::load(path, expected.as_deref())?;
+    print_key(&signer.verifier());
+    Ok(())
+}
+
+fn print_key(verifier: &NoteVerifier) {
+    println!("{verifier}");
+    println!("fingerprint {}", keys::fingerprint(verifier));
+}
+
+/// Which key checks the ledger, and how much it can be trusted.
+fn choose_verifier(
+    paths: &Paths,
+    vkey_files: &[PathBuf],
+    origin: &str,
+    recorded: Option<NoteVerifier>,
+) -> anyhow::Result<(NoteVerifier, String)> {
+    if !vkey_files.is_empty() {
+        let mut names = Vec::new();
+        for file in vkey_files {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("read {}", file.display()))?;
+            let v =
+                NoteVerifier::parse(text.trim()).with_context(|| format!("{}", file.display()))?;
+            if v.name() == origin {
+                return Ok((v, format!("pinned by {}", file.display())));
+            }
+            names.push(v.name().to_owned());
+        }
+        anyhow::bail!(
+            "none of the --vkey keys is for {origin} (they are for {})",
+            names.join(", ")
+        );
+    }
+    if let Some(key) = &paths.key {
+        if key.exists() {
+            let signer = keys::load(key, Some(origin))?;
+            return Ok((
+                signer.verifier(),
+                format!("pinned by the host key {}", key.display()),
+            ));
+        }
+    }
+    let v = recorded.context("the ledger records no key and none was given (--vkey FILE)")?;
+    Ok((
+        v,
+        "taken from the ledger itself and NOT pinned: pass --vkey to pin it".into(),
+    ))
+}
+
+pub fn verify(paths: &Paths, vkey_files: &[PathBuf], json: bool) -> anyhow::Result<()> {
+    let ledger = paths.open_ledger()?;
+    let origin = ledger.origin();
+    let recorded = ledger.verifier_from_meta().ok();
+    let (verifier, trust) = choose_verifier(paths, vkey_files, &origin, recorded)?;
+    let report = verify::verify(&ledger, &verifier)?;
+    if json {
+        let out = serde_json::json!({
+            "ledger": ledger.path(),
+            "origin": origin,
+            "vkey": verifier.to_string(),
+            "key_trust": trust,
+            "ok": report.ok(),
+            "report": report,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("ledger {} ({origin})", ledger.path().display());
+        println!("key {verifier}: {trust}");
+        println!(
+            "{} entries, {} distinct blobs, {} checkpoints checked",
+            report.entries, report.blobs_checked, report.checkpoints
+        );
+        for f in &report.findings {
+            println!("FAIL {f}");
+        }
+    }
+    if report.ok() {
+        if !json {
+            println!("OK: every signature, digest, leaf and checkpoint holds");
+        }
+        Ok(())
+    } else {
+        Err(Failed(format!(
+            "verification failed: {} problem(s)",
+            report.findings.len()
+        ))
+        .into())
+    }
+}

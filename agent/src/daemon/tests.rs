@@ -1,0 +1,222 @@
+//! Scheduler and runner behaviour on a real ledger file, with test collectors whose progress the
+//! test controls (a gate), so that no assertion depends on how fast the machine is.
+
+use super::runner::{run_once, RunContext};
+use super::scheduler::{Scheduler, MISSED_ONE_BY_ONE};
+use super::LedgerHandle;
+use crate::config::CollectorConfig;
+use crate::ledger::{Ledger, NewEntry, Outcome};
+use crate::schedule::Schedule;
+use crate::statement::{self, Status, Trigger};
+use crate::tlog::note::NoteSigner;
+use chrono::{Duration as ChronoDuration, TimeZone, Utc};
+use collectors::{CollectContext, CollectError, Collector, Content, Snapshot};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Waits for the gate to open, then returns a tiny snapshot; or panics / fails on request.
+#[derive(Debug, Default)]
+struct Gated {
+    gate: Arc<Notify>,
+    started: Arc<Notify>,
+    panic: bool,
+}
+
+#[async_trait::async_trait]
+impl Collector for Gated {
+    fn kind(&self) -> &'static str {
+        "gated"
+    }
+    async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, CollectError> {
+        self.started.notify_one();
+        self.gate.notified().await;
+        if self.panic {
+            panic!("collector bug");
+        }
+        Ok(Snapshot {
+            content: Content::from_bytes(b"{\"items\":[]}".to_vec()),
+            media_type: collectors::MEDIA_TYPE_JSON,
+            item_count: 0,
+            cursor: None,
+            details: serde_json::Value::Null,
+        })
+    }
+}
+
+fn collector(id: &str, schedule: &str, timeout: Duration, c: Gated) -> Arc<CollectorConfig> {
+    Arc::new(CollectorConfig {
+        id: id.into(),
+        kind: "gated".into(),
+        schedule: Schedule::parse(schedule).unwrap(),
+        timeout,
+        enabled: true,
+        collector: Arc::new(c),
+    })
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ctx: Arc<RunContext>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::new(
+        "evidence-agent/sched-host",
+        ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
+    )
+    .unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite"), "sched-host", signer).unwrap();
+    let (handle, thread) = LedgerHandle::spawn(ledger).unwrap();
+    let ctx = Arc::new(RunContext {
+        ledger: handle,
+        spool_dir: dir.path().join("spool"),
+        redaction_salt: [0; 32],
+        config_sha256: [0; 32],
+        hard_stop: CancellationToken::new(),
+    });
+    Fixture {
+        _dir: dir,
+        ctx,
+        _thread: thread,
+    }
+}
+
+async fn statements(ctx: &RunContext) -> Vec<statement::Statement> {
+    ctx.ledger
+        .call(|l| {
+            l.entries(0, u64::MAX)
+                .unwrap()
+                .iter()
+                .map(|e| statement::read_unverified(&e.envelope).unwrap())
+                .collect()
+        })
+        .await
+        .unwrap()
+}
+
+async fn seed_scheduled_run(ctx: &RunContext, id: &str, at: chrono::DateTime<Utc>) {
+    let entry = NewEntry {
+        collector_id: id.into(),
+        kind: "gated".into(),
+        trigger: Trigger::Schedule,
+        scheduled_for: at,
+        started_at: at,
+        finished_at: at,
+        config_sha256: [0; 32],
+        outcome: Outcome::Failed("seed".into()),
+    };
+    ctx.ledger.call(move |l| l.append(vec![entry])).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn runs_missed_while_down_are_recorded_as_skipped() {
+    let f = fixture();
+    let last = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
+    seed_scheduled_run(&f.ctx, "every15", last).await;
+    let s = Scheduler {
+        collectors: vec![collector("every15", "*/15 * * * *", Duration::from_secs(5), Gated::default())],
+        ctx: f.ctx.clone(),
+        permits: Arc::new(Semaphore::new(1)),
+    };
+    s.record_missed(last + ChronoDuration::minutes(61)).await.unwrap();
+    let st = statements(&f.ctx).await;
+    let missed: Vec<_> = st.iter().filter(|s| s.predicate.trigger == Trigger::Missed).collect();
+    let times: Vec<_> = missed.iter().map(|s| s.predicate.scheduled_for.as_str()).collect();
+    assert_eq!(
+        times,
+        ["2026-03-01T10:15:00Z", "2026-03-01T10:30:00Z", "2026-03-01T10:45:00Z", "2026-03-01T11:00:00Z"]
+    );
+    assert!(missed.iter().all(|s| s.predicate.status == Status::Skipped
+        && s.predicate.error.as_deref().is_some_and(|e| e.contains("not running"))));
+
+    // Starting again right away finds nothing more to record.
+    s.record_missed(last + ChronoDuration::minutes(61)).await.unwrap();
+    assert_eq!(statements(&f.ctx).await.len(), st.len());
+}
+
+#[tokio::test]
+async fn a_long_outage_is_summarized_in_one_entry() {
+    let f = fixture();
+    let last = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    seed_scheduled_run(&f.ctx, "minutely", last).await;
+    let s = Scheduler {
+        collectors: vec![collector("minutely", "* * * * *", Duration::from_secs(5), Gated::default())],
+        ctx: f.ctx.clone(),
+        permits: Arc::new(Semaphore::new(1)),
+    };
+    // Three days down: 4319 missed minutes, more than are recorded one by one.
+    const _: () = assert!(4319 > MISSED_ONE_BY_ONE);
+    s.record_missed(last + ChronoDuration::days(3)).await.unwrap();
+    let st = statements(&f.ctx).await;
+    assert_eq!(st.len(), 2);
+    let summary = &st[1].predicate;
+    assert_eq!(summary.trigger, Trigger::Missed);
+    assert!(summary.error.as_deref().unwrap().starts_with("4319 runs missed"), "{:?}", summary.error);
+    assert_eq!(summary.scheduled_for, "2026-03-03T23:59:00Z");
+}
+
+#[tokio::test]
+async fn a_run_over_its_timeout_is_a_failed_entry() {
+    let f = fixture();
+    let c = collector("slow", "@daily", Duration::from_millis(50), Gated::default());
+    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now()).await.unwrap();
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.error.as_deref(), Some("timed out after 50ms"));
+    let st = statements(&f.ctx).await;
+    assert_eq!(st[0].predicate.status, Status::Failed);
+    assert_eq!(st[0].predicate.trigger, Trigger::Manual);
+}
+
+#[tokio::test]
+async fn a_panicking_collector_is_a_failed_entry() {
+    let f = fixture();
+    let gated = Gated { panic: true, ..Gated::default() };
+    let gate = gated.gate.clone();
+    gate.notify_one();
+    let c = collector("buggy", "@daily", Duration::from_secs(30), gated);
+    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now()).await.unwrap();
+    assert_eq!(r.status, "failed");
+    assert!(r.error.unwrap().contains("panicked"));
+}
+
+#[tokio::test]
+async fn a_fire_time_during_a_run_is_skipped_and_shutdown_records_the_unfinished_run() {
+    let f = fixture();
+    let gated = Gated::default();
+    let started = gated.started.clone();
+    // Every second; the first run blocks on its gate until the end of the test.
+    let c = collector("busy", "* * * * * *", Duration::from_secs(600), gated);
+    let s = Scheduler {
+        collectors: vec![c],
+        ctx: f.ctx.clone(),
+        permits: Arc::new(Semaphore::new(2)),
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(s.run(Utc::now(), shutdown.clone()));
+    started.notified().await;
+    // Wait (bounded) for the scheduler to record a skip for the busy collector.
+    let mut skipped = false;
+    for _ in 0..200 {
+        let st = statements(&f.ctx).await;
+        if st.iter().any(|s| s.predicate.status == Status::Skipped) {
+            skipped = true;
+            break;
+        }
+        tokio::time::timeout(Duration::from_millis(50), std::future::pending::<()>()).await.ok();
+    }
+    assert!(skipped, "no skipped entry recorded while the run was busy");
+    shutdown.cancel();
+    f.ctx.hard_stop.cancel();
+    task.await.unwrap();
+    let st = statements(&f.ctx).await;
+    let skip = st.iter().find(|s| s.predicate.status == Status::Skipped).unwrap();
+    assert!(skip.predicate.error.as_deref().unwrap().contains("still running"));
+    assert_eq!(skip.predicate.trigger, Trigger::Schedule);
+    let last = st.last().unwrap();
+    assert_eq!(last.predicate.status, Status::Failed);
+    assert!(last.predicate.error.as_deref().unwrap().contains("shut down"));
+}

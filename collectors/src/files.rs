@@ -1,5 +1,0 @@
-//! The `files` collector. (Being written.)
-use crate::{Collector, SettingError};
-pub fn build(_settings: &toml::Table) -> Result<Box<dyn Collector>, Vec<SettingError>> {
-    Err(vec![SettingError::new(None, "the files kind is not built yet")])
-}

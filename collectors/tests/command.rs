@@ -1,0 +1,242 @@
+//! The `command` collector: output, failures, limits, and the child dying with the run.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read};
+use std::time::Duration;
+
+fn command(toml_text: &str) -> Box<dyn collectors::Collector> {
+    build("command", toml_text)
+}
+
+#[tokio::test]
+async fn stdout_is_the_content_and_lines_are_items() {
+    let spool = tempfile::tempdir().unwrap();
+    let collector = command(
+        r#"argv = ["printf", "id,snapshot,time\n1,4b1f0c2e,2024-01-02T03:00:00Z\n2,9a7d3e11,2024-01-03T03:00:00Z"]"#,
+    );
+    assert!(collector.check().is_empty());
+    let snapshot = collect(&*collector, spool.path())
+        .await
+        .expect("the run succeeds");
+    assert_eq!(
+        bytes(&snapshot),
+        b"id,snapshot,time\n1,4b1f0c2e,2024-01-02T03:00:00Z\n2,9a7d3e11,2024-01-03T03:00:00Z"
+    );
+    assert_eq!(snapshot.media_type, collectors::MEDIA_TYPE_OCTETS);
+    assert_eq!(snapshot.item_count, 3, "a last line without newline counts");
+    assert_eq!(snapshot.details["exit_status"], 0);
+    assert_eq!(snapshot.details["argv"][0], "printf");
+    assert_eq!(snapshot.cursor, None);
+}
+
+#[tokio::test]
+async fn env_and_cwd_are_given_to_the_child() {
+    let spool = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let collector = command(&format!(
+        "argv = [\"sh\", \"-c\", 'printf \"%s|%s\" \"$BACKUP_PROFILE\" \"$(pwd -P)\"']\n\
+         cwd = {:?}\n[env]\nBACKUP_PROFILE = \"nightly\"\n",
+        dir.path().display().to_string()
+    ));
+    let snapshot = collect(&*collector, spool.path()).await.unwrap();
+    let expected = format!("nightly|{}", dir.path().canonicalize().unwrap().display());
+    assert_eq!(String::from_utf8(bytes(&snapshot)).unwrap(), expected);
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_fails_with_the_status_and_the_stderr_tail() {
+    let spool = tempfile::tempdir().unwrap();
+    let collector = command(
+        r#"argv = ["sh", "-c", "echo 'snapshots listed'; echo 'Fatal: unable to open config file' >&2; echo 'Is there a repository at the following location?' >&2; exit 3"]"#,
+    );
+    let err = collect(&*collector, spool.path())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "sh exited with status 3; stderr: Fatal: unable to open config file Is there a repository at the following location?"
+    );
+
+    let long = command(
+        r#"argv = ["sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x >&2; echo END >&2; exit 1"]"#,
+    );
+    let err = collect(&*long, spool.path()).await.unwrap_err().to_string();
+    assert!(err.ends_with("xxxxEND"), "{}", &err[err.len() - 20..]);
+    assert!(
+        err.len() < 4200,
+        "only the tail of stderr is kept: {}",
+        err.len()
+    );
+}
+
+#[tokio::test]
+async fn death_by_signal_is_a_failure() {
+    let spool = tempfile::tempdir().unwrap();
+    let err = collect(
+        &*command(r#"argv = ["sh", "-c", "kill -KILL $$"]"#),
+        spool.path(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert_eq!(err, "sh was killed by signal 9; stderr: (empty)");
+}
+
+#[tokio::test]
+async fn output_over_max_output_kills_the_command() {
+    let spool = tempfile::tempdir().unwrap();
+    // `yes` never ends by itself: only the limit stops it.
+    let err = collect(
+        &*command("argv = [\"yes\", \"backup ok\"]\nmax_output = 1048576"),
+        spool.path(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "yes: output is over max_output (1048576 bytes); the command was killed"
+    );
+}
+
+#[tokio::test]
+async fn big_outputs_on_both_pipes_do_not_stall() {
+    let spool = tempfile::tempdir().unwrap();
+    // 3 MiB on stdout and 1 MiB on stderr: a reader of one pipe only would deadlock.
+    let collector = command(
+        r#"argv = ["sh", "-c", "head -c 1048576 /dev/zero >&2; head -c 3145728 /dev/zero | tr '\\0' '\\n'"]"#,
+    );
+    let snapshot = collect(&*collector, spool.path()).await.unwrap();
+    assert!(snapshot.content.as_bytes().is_none(), "3 MiB is spooled");
+    assert_eq!(snapshot.content.size(), 3 << 20);
+    assert_eq!(snapshot.item_count, 3 << 20);
+    assert_eq!(snapshot.details["stderr_bytes"], 1 << 20);
+    assert_eq!(bytes(&snapshot), vec![b'\n'; 3 << 20]);
+}
+
+#[tokio::test]
+async fn the_agents_timeout_kills_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("alive");
+    let c_path =
+        std::ffi::CString::new(fifo.clone().into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    // The child holds the FIFO open and says its pid; the FIFO reads EOF once it is dead.
+    let collector = command(&format!(
+        "argv = [\"sh\", \"-c\", 'exec 3>\"$0\"; echo $$ >&3; exec sleep 1000', {:?}]",
+        fifo.display().to_string()
+    ));
+    let (pid_tx, pid_rx) = tokio::sync::oneshot::channel::<u32>();
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
+    // A plain thread: if the test fails it is left blocked, not the runtime.
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(std::fs::File::open(&fifo).unwrap());
+        let mut pid = String::new();
+        reader.read_line(&mut pid).unwrap();
+        let _ = pid_tx.send(pid.trim().parse().unwrap());
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        let _ = gone_tx.send(());
+    });
+
+    let spool = tempfile::tempdir().unwrap();
+    let mut run = collector.collect(ctx(spool.path()));
+    let pid = tokio::select! {
+        result = &mut run => panic!("the command ended early: {result:?}"),
+        pid = pid_rx => pid.unwrap(),
+    };
+    // The child is running: now the agent's timeout elapses and drops the run.
+    let timed_out = tokio::time::timeout(Duration::from_millis(50), run).await;
+    assert!(timed_out.is_err(), "sleep 1000 cannot finish in time");
+    tokio::time::timeout(Duration::from_secs(30), gone_rx)
+        .await
+        .expect("the child still holds its FIFO 30 s after the timeout")
+        .unwrap();
+    // Its descriptors are closed; wait for the process itself to have exited.
+    let exited = tokio::task::spawn_blocking(move || wait_for_exit(pid, 30_000))
+        .await
+        .unwrap();
+    assert!(exited, "pid {pid} is still running 30 s after the timeout");
+}
+
+/// Whether process `pid` has exited (or was already reaped) within `timeout_ms`, watched
+/// through a pidfd, which becomes readable when the process exits.
+fn wait_for_exit(pid: u32, timeout_ms: i32) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    }
+    let mut poll = libc::pollfd {
+        fd: fd as libc::c_int,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; the descriptor is ours and closed right after.
+    let ready = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
+    // SAFETY: closing the descriptor pidfd_open gave us.
+    unsafe { libc::close(fd as libc::c_int) };
+    ready == 1
+}
+
+#[tokio::test]
+async fn a_missing_program_is_reported_by_check_and_by_the_run() {
+    let spool = tempfile::tempdir().unwrap();
+    let collector = command(r#"argv = ["restic-not-installed", "snapshots"]"#);
+    let problems = collector.check();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0]
+        .message
+        .contains("restic-not-installed: not found on PATH"));
+    let err = collect(&*collector, spool.path())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("start restic-not-installed:"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("report.sh");
+    std::fs::write(&script, "#!/bin/sh\necho ok\n").unwrap();
+    let by_path = command(&format!("argv = [{:?}]", script.display().to_string()));
+    assert_eq!(by_path.check().len(), 1, "not executable");
+    let custom_path = command(&format!(
+        "argv = [\"report.sh\"]\n[env]\nPATH = {:?}",
+        dir.path().display().to_string()
+    ));
+    assert_eq!(custom_path.check().len(), 1);
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert!(by_path.check().is_empty());
+    assert!(custom_path.check().is_empty());
+}
+
+#[test]
+fn settings_are_checked() {
+    let refused = |text: &str| {
+        collectors::registry::build("command", &table(text))
+            .err()
+            .unwrap_or_else(|| panic!("{text} was accepted"))
+    };
+    assert_eq!(refused("argv = []")[0].key.as_deref(), Some("argv"));
+    assert_eq!(refused("argv = [\"\"]")[0].key.as_deref(), Some("argv"));
+    assert!(refused("argv = \"ls -l\"")[0]
+        .message
+        .contains("expected a sequence"));
+    assert_eq!(
+        refused("argv = [\"ls\"]\nshell = true")[0].key.as_deref(),
+        Some("shell")
+    );
+    assert_eq!(
+        refused("argv = [\"ls\"]\nmax_output = 0")[0].key.as_deref(),
+        Some("max_output")
+    );
+    assert_eq!(
+        refused("argv = [\"ls\"]\n[env]\n\"A=B\" = \"x\"")[0]
+            .key
+            .as_deref(),
+        Some("env")
+    );
+}

@@ -1,0 +1,136 @@
+//! Helpers shared by the integration tests: building collectors from TOML the way the agent
+//! does, running them, and reading what they produced.
+#![allow(dead_code)] // each test crate uses a different subset
+
+use collectors::{CollectContext, CollectError, Collector, Snapshot};
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The settings table of a `[[collectors]]` entry (without the agent's own keys).
+pub fn table(toml_text: &str) -> toml::Table {
+    toml_text.parse().expect("test settings are valid TOML")
+}
+
+pub fn build(kind: &str, toml_text: &str) -> Box<dyn Collector> {
+    collectors::registry::build(kind, &table(toml_text))
+        .unwrap_or_else(|errors| panic!("{kind} settings refused: {errors:?}"))
+}
+
+pub fn ctx(spool: &Path) -> CollectContext {
+    CollectContext {
+        collector_id: "test".to_owned(),
+        cursor: None,
+        spool_dir: spool.to_path_buf(),
+        redaction_salt: [42; 32],
+    }
+}
+
+pub fn ctx_with_cursor(spool: &Path, cursor: Option<Value>) -> CollectContext {
+    CollectContext {
+        cursor,
+        ..ctx(spool)
+    }
+}
+
+pub async fn collect(collector: &dyn Collector, spool: &Path) -> Result<Snapshot, CollectError> {
+    collector.collect(ctx(spool)).await
+}
+
+/// The content bytes, checking that they hash to the digest the snapshot carries.
+pub fn bytes(snapshot: &Snapshot) -> Vec<u8> {
+    let mut out = Vec::new();
+    snapshot
+        .content
+        .reader()
+        .expect("content is readable")
+        .read_to_end(&mut out)
+        .expect("content reads to the end");
+    assert_eq!(out.len() as u64, snapshot.content.size());
+    assert_eq!(
+        hex::encode(sha2_digest(&out)),
+        snapshot.content.sha256_hex()
+    );
+    out
+}
+
+fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// Structured content, checked to be canonical JSON of `{"items": [...]}` with unique, sorted
+/// `(type, id)` and `item_count` matching.
+pub fn items(snapshot: &Snapshot) -> Vec<Value> {
+    let raw = bytes(snapshot);
+    let value: Value = serde_json::from_slice(&raw).expect("content is JSON");
+    assert_eq!(
+        collectors::canonical::to_vec(&value).unwrap(),
+        raw,
+        "content is canonical JSON"
+    );
+    assert_eq!(snapshot.media_type, collectors::MEDIA_TYPE_JSON);
+    let items = value["items"].as_array().expect("an items array").clone();
+    let keys: Vec<(String, String)> = items
+        .iter()
+        .map(|i| {
+            (
+                i["type"].as_str().expect("string type").to_owned(),
+                i["id"].as_str().expect("string id").to_owned(),
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(keys, sorted, "items are sorted by (type, id) and unique");
+    assert_eq!(snapshot.item_count, items.len() as u64);
+    items
+}
+
+pub fn find<'a>(items: &'a [Value], kind: &str, id: &str) -> &'a Value {
+    items
+        .iter()
+        .find(|i| i["type"] == kind && i["id"] == id)
+        .unwrap_or_else(|| panic!("no {kind} {id} in {items:#?}"))
+}
+
+pub fn warnings(snapshot: &Snapshot) -> Vec<String> {
+    snapshot.details["warnings"]
+        .as_array()
+        .expect("details.warnings is a list")
+        .iter()
+        .map(|w| w.as_str().expect("warnings are strings").to_owned())
+        .collect()
+}
+
+pub fn has_warning(snapshot: &Snapshot, parts: &[&str]) -> bool {
+    warnings(snapshot)
+        .iter()
+        .any(|w| parts.iter().all(|p| w.contains(p)))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Copy a directory tree (files and directories only).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
