@@ -50,6 +50,9 @@ pub struct CollectContext {
     /// secret gives the same marker on this host (changes stay visible) but cannot be guessed
     /// from the marker by anyone without the host key.
     pub redaction_salt: [u8; 32],
+    /// Paths no collector may read, whatever a pattern, symlink or include leads to: the
+    /// agent's own data directory and key. Compared after resolving symlinks.
+    pub protected_paths: Vec<PathBuf>,
 }
 
 /// The result of one successful run.

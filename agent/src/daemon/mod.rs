@@ -60,6 +60,7 @@ impl Agent {
             spool_dir: config.data_dir.join("spool"),
             redaction_salt: salt,
             config_sha256: config.sha256,
+            protected_paths: vec![config.data_dir.clone(), config.key_path.clone()],
             hard_stop: CancellationToken::new(),
         });
         Ok(Agent {

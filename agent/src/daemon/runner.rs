@@ -18,6 +18,8 @@ pub struct RunContext {
     pub spool_dir: PathBuf,
     pub redaction_salt: [u8; 32],
     pub config_sha256: [u8; 32],
+    /// The data directory and key: never read by any collector.
+    pub protected_paths: Vec<PathBuf>,
     /// Cancelled when the shutdown grace period is over: runs still going record a failure.
     pub hard_stop: CancellationToken,
 }
@@ -86,6 +88,7 @@ async fn collect(
         cursor,
         spool_dir: ctx.spool_dir.clone(),
         redaction_salt: ctx.redaction_salt,
+        protected_paths: ctx.protected_paths.clone(),
     };
     let plugin = collector.collector.clone();
     let timeout = collector.timeout;

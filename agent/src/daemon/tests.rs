@@ -75,6 +75,7 @@ fn fixture() -> Fixture {
         ledger: handle,
         spool_dir: dir.path().join("spool"),
         redaction_salt: [0; 32],
+        protected_paths: vec![dir.path().to_owned()],
         config_sha256: [0; 32],
         hard_stop: CancellationToken::new(),
     });

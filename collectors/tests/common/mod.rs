@@ -23,6 +23,7 @@ pub fn ctx(spool: &Path) -> CollectContext {
         cursor: None,
         spool_dir: spool.to_path_buf(),
         redaction_salt: [42; 32],
+        protected_paths: Vec::new(),
     }
 }
 
