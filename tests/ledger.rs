@@ -214,3 +214,13 @@ fn a_ledger_signed_by_another_key_fails_against_the_pinned_key() {
     let report = verify(&ledger, &other.verifier()).unwrap();
     assert!(report.findings.len() >= 4, "{:?}", report.findings);
 }
+
+#[test]
+fn a_doctored_index_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 5);
+    tamper(&path, "UPDATE entries SET idx = -1 WHERE idx = 3");
+    let ledger = Ledger::open_read_only(&path).unwrap();
+    let err = verify(&ledger, &signer().verifier()).unwrap_err();
+    assert!(err.to_string().contains("negative"), "{err}");
+}

@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +60,12 @@ pub fn generate(path: &Path, name: &str) -> Result<NoteVerifier, KeyError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !dir.exists() {
-        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(io_err("chmod", dir))?;
+        // Every directory created on the way is private too (the data directory among them).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err("create directory", dir))?;
     }
     if path.exists() {
         return Err(KeyError::Exists {
@@ -108,7 +111,26 @@ pub fn generate(path: &Path, name: &str) -> Result<NoteVerifier, KeyError> {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
+    // The public half beside it, readable by all: `verify` and `key` need no private key.
+    let vkey_path = vkey_path(path);
+    fs::write(&vkey_path, format!("{}\n", signer.verifier())).map_err(io_err("write", &vkey_path))?;
+    fs::set_permissions(&vkey_path, fs::Permissions::from_mode(0o644)).map_err(io_err("chmod", &vkey_path))?;
     Ok(signer.verifier())
+}
+
+/// Where the public verifier key of the key at `key_path` is written: `<key>.vkey`
+/// (`host.key` → `host.vkey`).
+pub fn vkey_path(key_path: &Path) -> PathBuf {
+    key_path.with_extension("vkey")
+}
+
+/// Read a verifier key file (one vkey line).
+pub fn read_vkey(path: &Path) -> Result<NoteVerifier, KeyError> {
+    let text = fs::read_to_string(path).map_err(io_err("read", path))?;
+    NoteVerifier::parse(text.trim()).map_err(|e| KeyError::Malformed {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// Load the key at `path`, refusing it if others can read it or, when `expected_name` is given,

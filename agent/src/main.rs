@@ -8,6 +8,16 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Everything the agent creates (ledger, spool, keys) is private to its user.
+    // SAFETY: umask(2) only sets this process's file mode mask.
+    unsafe { libc::umask(0o077) };
+    if !matches!(cli.command, cli::Command::Run) {
+        // A reading command piped into `head` should end quietly, as Unix tools do, instead of
+        // failing on EPIPE. The daemon keeps Rust's default (ignored) so a closed stderr
+        // cannot kill it.
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -21,6 +21,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// The host key, created on first start so that the quickstart is one command. A key that
 /// exists but is unsafe or unreadable is an error, never replaced.
 fn host_key(config: &Config) -> anyhow::Result<NoteSigner> {
+    daemon::prepare_data_dir(&config.data_dir)?;
     let name = keys::key_name(&config.host_id);
     match keys::load(&config.key_path, Some(&name)) {
         Err(KeyError::Missing { .. }) => {
@@ -76,10 +77,18 @@ pub fn collect(config: Config, only: &[String]) -> anyhow::Result<()> {
             });
         }
         let (mut total, mut failed) = (0, 0);
-        let mut first_error = None;
+        let mut unrecorded = None;
         while let Some(joined) = runs.join_next().await {
-            let r = joined.context("collect task")??;
             total += 1;
+            // Keep going: the other runs must still be recorded and the ledger closed.
+            let r = match joined.map_err(anyhow::Error::from).and_then(|r| r) {
+                Ok(r) => r,
+                Err(e) => {
+                    failed += 1;
+                    unrecorded.get_or_insert(e);
+                    continue;
+                }
+            };
             match &r.error {
                 None => println!(
                     "{}: ok, {} items, entry {}",
@@ -88,11 +97,13 @@ pub fn collect(config: Config, only: &[String]) -> anyhow::Result<()> {
                 Some(e) => {
                     failed += 1;
                     println!("{}: {}: {e} (entry {})", r.collector_id, r.status, r.index);
-                    first_error.get_or_insert_with(|| r.collector_id.clone());
                 }
             }
         }
         agent.close().await?;
+        if let Some(e) = unrecorded {
+            return Err(e.context("a run could not be recorded in the ledger"));
+        }
         if failed > 0 {
             return Err(Failed(format!(
                 "{failed} of {total} runs did not succeed (recorded as such in the ledger)"
@@ -131,6 +142,7 @@ pub fn check_config(path: &Path, data_dir: Option<&Path>) -> anyhow::Result<()> 
 }
 
 pub fn keygen(config: &Config) -> anyhow::Result<()> {
+    daemon::prepare_data_dir(&config.data_dir)?;
     let verifier = keys::generate(&config.key_path, &keys::key_name(&config.host_id))?;
     println!("created {}", config.key_path.display());
     print_key(&verifier);
@@ -139,9 +151,14 @@ pub fn keygen(config: &Config) -> anyhow::Result<()> {
 
 pub fn key(paths: &Paths) -> anyhow::Result<()> {
     let path = paths.key.as_deref().context("no key path")?;
-    let expected = paths.config.as_ref().map(|c| keys::key_name(&c.host_id));
-    let signer = keys::load(path, expected.as_deref())?;
-    print_key(&signer.verifier());
+    let vkey = keys::vkey_path(path);
+    let verifier = if vkey.exists() {
+        keys::read_vkey(&vkey)?
+    } else {
+        let expected = paths.config.as_ref().map(|c| keys::key_name(&c.host_id));
+        keys::load(path, expected.as_deref())?.verifier()
+    };
+    print_key(&verifier);
     Ok(())
 }
 
@@ -175,6 +192,14 @@ fn choose_verifier(
         );
     }
     if let Some(key) = &paths.key {
+        let vkey = keys::vkey_path(key);
+        if vkey.exists() {
+            let v = keys::read_vkey(&vkey)?;
+            if v.name() != origin {
+                anyhow::bail!("{}: key is for {}, the ledger is {origin}", vkey.display(), v.name());
+            }
+            return Ok((v, format!("pinned by the host key {}", vkey.display())));
+        }
         if key.exists() {
             let signer = keys::load(key, Some(origin))?;
             return Ok((

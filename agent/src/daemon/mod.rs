@@ -14,8 +14,8 @@ use crate::ledger::{Ledger, LEDGER_FILE};
 use crate::tlog::note::NoteSigner;
 use anyhow::Context;
 use runner::RunContext;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -24,17 +24,45 @@ use tokio_util::sync::CancellationToken;
 /// How long running collections may take to finish after a stop signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Create the data directory (0700) and its spool directory.
+/// Create the data directory, mode 0700: it holds the key and evidence that may be sensitive.
 pub fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
     if !data_dir.exists() {
-        std::fs::create_dir_all(data_dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
             .with_context(|| format!("create data directory {}", data_dir.display()))?;
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("chmod 700 {}", data_dir.display()))?;
     }
+    Ok(())
+}
+
+/// This process's spool directory, `spool/<pid>`. Spool files of processes that no longer run
+/// (killed mid-run) are removed first, so crashes do not leak disk.
+fn prepare_spool(data_dir: &Path) -> anyhow::Result<PathBuf> {
     let spool = data_dir.join("spool");
     std::fs::create_dir_all(&spool).with_context(|| format!("create {}", spool.display()))?;
-    Ok(())
+    let entries = std::fs::read_dir(&spool).with_context(|| format!("list {}", spool.display()))?;
+    for entry in entries.flatten() {
+        let live = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(scheduler::process_alive);
+        if !live {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                tracing::warn!("cannot remove stale spool {}: {e}", path.display());
+            }
+        }
+    }
+    let own = spool.join(std::process::id().to_string());
+    std::fs::create_dir_all(&own).with_context(|| format!("create {}", own.display()))?;
+    Ok(own)
 }
 
 /// Everything a run needs, with the ledger running on its thread.
@@ -48,6 +76,7 @@ impl Agent {
     /// Open the ledger of `config` for writing with `signer` and start its thread.
     pub async fn start(config: Config, signer: NoteSigner) -> anyhow::Result<Agent> {
         prepare_data_dir(&config.data_dir)?;
+        let spool_dir = prepare_spool(&config.data_dir)?;
         let path = config.data_dir.join(LEDGER_FILE);
         let host_id = config.host_id.clone();
         let salt = crate::keys::redaction_salt(&signer);
@@ -57,11 +86,12 @@ impl Agent {
         let (handle, ledger_thread) = LedgerHandle::spawn(ledger).context("start ledger thread")?;
         let ctx = Arc::new(RunContext {
             ledger: handle,
-            spool_dir: config.data_dir.join("spool"),
+            spool_dir,
             redaction_salt: salt,
             config_sha256: config.sha256,
             protected_paths: vec![config.data_dir.clone(), config.key_path.clone()],
             hard_stop: CancellationToken::new(),
+            fatal: CancellationToken::new(),
         });
         Ok(Agent {
             ctx,
@@ -75,7 +105,11 @@ impl Agent {
         let Agent {
             ctx, ledger_thread, ..
         } = self;
+        let spool_dir = ctx.spool_dir.clone();
         drop(ctx);
+        if let Err(e) = std::fs::remove_dir_all(&spool_dir) {
+            tracing::warn!("cannot remove spool {}: {e}", spool_dir.display());
+        }
         tokio::task::spawn_blocking(move || ledger_thread.join())
             .await
             .context("ledger close task")?
@@ -117,11 +151,21 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let mut scheduling = tokio::spawn(scheduler.run(now, shutdown.clone()));
-    let signal = wait_for_stop_signal().await?;
-    tracing::info!(
-        "{signal}: no new runs; waiting up to {}s for running ones",
-        SHUTDOWN_GRACE.as_secs()
-    );
+    let fatal = agent.ctx.fatal.clone();
+    let stopped_by = tokio::select! {
+        signal = wait_for_stop_signal() => Ok(signal?),
+        () = fatal.cancelled() => Err(anyhow::anyhow!(
+            "stopping: the ledger could not record a run (see the error above); \
+             the run stays pending and is recorded as failed at the next start"
+        )),
+    };
+    match &stopped_by {
+        Ok(signal) => tracing::info!(
+            "{signal}: no new runs; waiting up to {}s for running ones",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+        Err(e) => tracing::error!("{e}"),
+    }
     shutdown.cancel();
     if tokio::time::timeout(SHUTDOWN_GRACE, &mut scheduling)
         .await
@@ -132,6 +176,7 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
         let _ = scheduling.await;
     }
     agent.close().await?;
+    stopped_by?;
     tracing::info!("stopped; ledger committed");
     Ok(())
 }
@@ -140,10 +185,17 @@ async fn wait_for_stop_signal() -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+    // SIGHUP must not kill the daemon (its default action); reloading is not supported yet.
+    let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok("SIGTERM"),
+            _ = int.recv() => return Ok("SIGINT"),
+            _ = hup.recv() => tracing::warn!(
+                "SIGHUP: this version does not reload its configuration; restart it to apply changes"
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

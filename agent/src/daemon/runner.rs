@@ -22,6 +22,10 @@ pub struct RunContext {
     pub protected_paths: Vec<PathBuf>,
     /// Cancelled when the shutdown grace period is over: runs still going record a failure.
     pub hard_stop: CancellationToken,
+    /// Cancelled when a run could not be recorded at all (the ledger refuses writes): the daemon
+    /// stops rather than run on without recording; the run stays pending and is recorded as
+    /// failed at the next start.
+    pub fatal: CancellationToken,
 }
 
 /// What a run recorded.
@@ -34,33 +38,45 @@ pub struct RunResult {
     pub error: Option<String>,
 }
 
-/// Run `collector` once and append its entry.
+/// Run `collector` once and append its entry. An error means not even a `failed` entry could
+/// be appended; the run is then left pending in the ledger and `ctx.fatal` is cancelled.
 pub async fn run_once(
     ctx: &RunContext,
     collector: &CollectorConfig,
     trigger: Trigger,
     scheduled_for: DateTime<Utc>,
 ) -> anyhow::Result<RunResult> {
+    let result = record_run(ctx, collector, trigger, scheduled_for).await;
+    if let Err(e) = &result {
+        tracing::error!(collector = %collector.id, "cannot record the run: {e:#}");
+        ctx.fatal.cancel();
+    }
+    result
+}
+
+async fn record_run(
+    ctx: &RunContext,
+    collector: &CollectorConfig,
+    trigger: Trigger,
+    scheduled_for: DateTime<Utc>,
+) -> anyhow::Result<RunResult> {
     let id = collector.id.clone();
+    let kind = collector.kind.clone();
     let cursor = {
-        let id = id.clone();
-        ctx.ledger.call(move |l| l.cursor(&id)).await??
+        let (id, kind) = (id.clone(), kind.clone());
+        ctx.ledger
+            .call(move |l| {
+                l.begin_run(&id, &kind, trigger, scheduled_for)?;
+                l.cursor(&id)
+            })
+            .await??
     };
     let started_at = Utc::now();
     let outcome = collect(ctx, collector, cursor).await;
     let finished_at = Utc::now();
-    let (status, item_count, error) = match &outcome {
-        Outcome::Ok(s) => ("ok", s.item_count, None),
-        Outcome::Failed(e) => ("failed", 0, Some(e.clone())),
-        Outcome::Skipped(r) => ("skipped", 0, Some(r.clone())),
-    };
-    match &error {
-        Some(e) => tracing::warn!(collector = %id, status, error = %e, "run recorded"),
-        None => tracing::info!(collector = %id, items = item_count, "run recorded"),
-    }
-    let entry = NewEntry {
+    let entry = |outcome| NewEntry {
         collector_id: id.clone(),
-        kind: collector.kind.clone(),
+        kind: kind.clone(),
         trigger,
         scheduled_for,
         started_at,
@@ -68,12 +84,34 @@ pub async fn run_once(
         config_sha256: ctx.config_sha256,
         outcome,
     };
-    let appended = ctx.ledger.call(move |l| l.append(vec![entry])).await??;
+    let (mut status, item_count, mut error) = match &outcome {
+        Outcome::Ok(s) => ("ok", s.item_count, None),
+        Outcome::Failed(e) => ("failed", 0, Some(e.clone())),
+        Outcome::Skipped(r) => ("skipped", 0, Some(r.clone())),
+    };
+    let first = entry(outcome);
+    let appended = match ctx.ledger.call(move |l| l.append(vec![first])).await? {
+        Ok(appended) => appended,
+        // The snapshot could not be stored (its spool file vanished, the disk is full …):
+        // record the run as failed, without content, rather than not at all.
+        Err(e) => {
+            let reason = format!("the snapshot could not be stored: {e}");
+            tracing::error!(collector = %id, "{reason}");
+            let fallback = entry(Outcome::Failed(reason.clone()));
+            status = "failed";
+            error = Some(reason);
+            ctx.ledger.call(move |l| l.append(vec![fallback])).await??
+        }
+    };
+    match &error {
+        Some(e) => tracing::warn!(collector = %id, status, error = %e, "run recorded"),
+        None => tracing::info!(collector = %id, items = item_count, "run recorded"),
+    }
     Ok(RunResult {
         collector_id: id,
         index: appended.indexes[0],
         status,
-        item_count,
+        item_count: if status == "ok" { item_count } else { 0 },
         error,
     })
 }

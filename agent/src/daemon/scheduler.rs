@@ -30,8 +30,34 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Record the fire times each collector missed between its last accounted run and `now`.
+    /// Account for the time the agent was down: runs that started and never got an entry (the
+    /// agent died during them) become `failed` entries, and the fire times each collector
+    /// missed between its last accounted run and `now` become `skipped` ones.
     pub async fn record_missed(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let pending = self.ctx.ledger.call(|l| l.pending_runs()).await??;
+        let interrupted: Vec<NewEntry> = pending
+            .into_iter()
+            // A run of a live process (a `collect` beside the daemon) is not ours to close.
+            .filter(|p| p.pid == std::process::id() || !process_alive(p.pid))
+            .map(|p| {
+                tracing::warn!(collector = %p.collector_id, scheduled_for = %timestamp(p.scheduled_for), "run interrupted by the agent's stop");
+                NewEntry {
+                    collector_id: p.collector_id,
+                    kind: p.kind,
+                    trigger: p.trigger,
+                    scheduled_for: p.scheduled_for,
+                    started_at: p.started_at,
+                    finished_at: Utc::now(),
+                    config_sha256: self.ctx.config_sha256,
+                    outcome: Outcome::Failed(
+                        "the agent stopped before the run finished (crash or kill)".into(),
+                    ),
+                }
+            })
+            .collect();
+        if !interrupted.is_empty() {
+            self.ctx.ledger.call(move |l| l.append(interrupted)).await??;
+        }
         for c in self.collectors.iter().filter(|c| c.enabled) {
             let id = c.id.clone();
             let last = self
@@ -68,13 +94,24 @@ impl Scheduler {
     }
 }
 
+/// Whether a process with this pid exists (signal 0 probes without sending anything).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Record the fire times in `(after, until)` as missed; returns the last one recorded.
 async fn record_missed_between(
     ctx: &RunContext,
     c: &CollectorConfig,
     after: DateTime<Utc>,
     until: DateTime<Utc>,
     why: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<DateTime<Utc>>> {
     let mut missed = Vec::new();
     let mut t = after;
     while let Some(next) = c.schedule.next_after(t) {
@@ -102,19 +139,19 @@ async fn record_missed_between(
             );
             let entry = skipped_entry(ctx, c, Trigger::Missed, t, reason);
             ctx.ledger.call(move |l| l.append(vec![entry])).await??;
-            return Ok(());
+            return Ok(Some(t));
         }
     }
-    if missed.is_empty() {
-        return Ok(());
-    }
+    let Some(&last) = missed.last() else {
+        return Ok(None);
+    };
     tracing::warn!(collector = %c.id, count = missed.len(), "runs missed ({why})");
     let batch: Vec<NewEntry> = missed
         .into_iter()
         .map(|at| skipped_entry(ctx, c, Trigger::Missed, at, format!("missed: {why}")))
         .collect();
     ctx.ledger.call(move |l| l.append(batch)).await??;
-    Ok(())
+    Ok(Some(last))
 }
 
 fn skipped_entry(
@@ -165,12 +202,15 @@ async fn collector_loop(
         next = c.schedule.next_after(fire);
         if next.is_some_and(|n| n < now) {
             let why = "the agent could not start it on time (suspended, overloaded, or the clock jumped)";
-            if let Err(e) = record_missed_between(&ctx, &c, fire, now, why).await {
-                tracing::error!(collector = %c.id, "cannot record missed runs: {e:#}");
+            match record_missed_between(&ctx, &c, fire, now, why).await {
+                // Continue after the last fire time accounted for, so none is counted twice.
+                Ok(last) => next = c.schedule.next_after(last.unwrap_or(fire)),
+                Err(e) => {
+                    tracing::error!(collector = %c.id, "cannot record missed runs: {e:#}");
+                    ctx.fatal.cancel();
+                    break;
+                }
             }
-            next = c
-                .schedule
-                .next_after(now - chrono::Duration::milliseconds(1));
         }
         let busy = *in_flight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(running) = busy {
@@ -179,10 +219,15 @@ async fn collector_loop(
                 timestamp(running)
             );
             let entry = skipped_entry(&ctx, &c, Trigger::Schedule, fire, reason);
-            match ctx.ledger.call(move |l| l.append(vec![entry])).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(collector = %c.id, "cannot record skipped run: {e}"),
-                Err(e) => tracing::error!(collector = %c.id, "cannot record skipped run: {e}"),
+            let recorded = match ctx.ledger.call(move |l| l.append(vec![entry])).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = recorded {
+                tracing::error!(collector = %c.id, "cannot record a skipped run: {e}");
+                ctx.fatal.cancel();
+                break;
             }
             continue;
         }
@@ -195,11 +240,9 @@ async fn collector_loop(
                 p = permits2.acquire_owned() => p.ok(),
                 () = ctx2.hard_stop.cancelled() => None,
             };
-            let result = run_once(&ctx2, &c2, Trigger::Schedule, fire).await;
+            // An error was logged and has stopped the daemon (ctx.fatal).
+            let _ = run_once(&ctx2, &c2, Trigger::Schedule, fire).await;
             drop(permit);
-            if let Err(e) = result {
-                tracing::error!(collector = %c2.id, "cannot record run: {e:#}");
-            }
             *flag.lock().unwrap_or_else(|p| p.into_inner()) = None;
         });
     }

@@ -78,6 +78,7 @@ fn fixture() -> Fixture {
         protected_paths: vec![dir.path().to_owned()],
         config_sha256: [0; 32],
         hard_stop: CancellationToken::new(),
+        fatal: CancellationToken::new(),
     });
     Fixture {
         _dir: dir,
@@ -220,4 +221,47 @@ async fn a_fire_time_during_a_run_is_skipped_and_shutdown_records_the_unfinished
     let last = st.last().unwrap();
     assert_eq!(last.predicate.status, Status::Failed);
     assert!(last.predicate.error.as_deref().unwrap().contains("shut down"));
+}
+
+#[tokio::test]
+async fn a_run_interrupted_by_a_crash_is_recorded_as_failed_at_the_next_start() {
+    let f = fixture();
+    let at = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
+    // The run at 10:00 started; a skip for 10:10 was committed while it ran; then the agent died.
+    f.ctx
+        .ledger
+        .call(move |l| l.begin_run("slow", "gated", Trigger::Schedule, at))
+        .await
+        .unwrap()
+        .unwrap();
+    seed_scheduled_run(&f.ctx, "slow", at + ChronoDuration::minutes(10)).await;
+    let s = Scheduler {
+        collectors: vec![collector("slow", "*/10 * * * *", Duration::from_secs(5), Gated::default())],
+        ctx: f.ctx.clone(),
+        permits: Arc::new(Semaphore::new(1)),
+    };
+    s.record_missed(at + ChronoDuration::minutes(15)).await.unwrap();
+    let st = statements(&f.ctx).await;
+    let interrupted: Vec<_> = st
+        .iter()
+        .filter(|s| s.predicate.scheduled_for == "2026-03-01T10:00:00Z")
+        .collect();
+    assert_eq!(interrupted.len(), 1, "{st:?}");
+    assert_eq!(interrupted[0].predicate.status, Status::Failed);
+    assert!(interrupted[0].predicate.error.as_deref().unwrap().contains("stopped before the run finished"));
+    assert!(f.ctx.ledger.call(|l| l.pending_runs()).await.unwrap().unwrap().is_empty());
+    // A second start records nothing more.
+    s.record_missed(at + ChronoDuration::minutes(15)).await.unwrap();
+    assert_eq!(statements(&f.ctx).await.len(), st.len());
+}
+
+#[tokio::test]
+async fn a_completed_run_leaves_nothing_pending() {
+    let f = fixture();
+    let gated = Gated::default();
+    gated.gate.notify_one();
+    let c = collector("quick", "@daily", Duration::from_secs(30), gated);
+    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now()).await.unwrap();
+    assert_eq!(r.status, "ok");
+    assert!(f.ctx.ledger.call(|l| l.pending_runs()).await.unwrap().unwrap().is_empty());
 }

@@ -94,6 +94,18 @@ pub struct EntryRecord {
     pub leaf_hash: [u8; 32],
 }
 
+/// A run that started but has no entry (yet).
+#[derive(Debug, Clone)]
+pub struct PendingRun {
+    pub collector_id: String,
+    pub kind: String,
+    pub trigger: Trigger,
+    pub scheduled_for: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    /// The process that started it.
+    pub pid: u32,
+}
+
 /// A stored signed checkpoint.
 #[derive(Debug, Clone)]
 pub struct StoredCheckpoint {
@@ -261,6 +273,73 @@ impl Ledger {
         })
     }
 
+    /// Note that a run has started, so that a crash before its entry is appended is recorded
+    /// (as `failed`) at the next start instead of leaving a silent gap.
+    pub fn begin_run(
+        &self,
+        collector_id: &str,
+        kind: &str,
+        trigger: Trigger,
+        scheduled_for: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO pending_runs
+                   (collector_id, scheduled_for, kind, trigger, started_at, pid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                collector_id,
+                timestamp(scheduled_for),
+                kind,
+                trigger.as_str(),
+                timestamp(Utc::now()),
+                std::process::id()
+            ])?;
+        Ok(())
+    }
+
+    /// Runs that started and have no entry.
+    pub fn pending_runs(&self) -> Result<Vec<PendingRun>, LedgerError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT collector_id, kind, trigger, scheduled_for, started_at, pid
+             FROM pending_runs ORDER BY scheduled_for",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        let mut runs = Vec::new();
+        for row in rows {
+            let (collector_id, kind, trigger, scheduled_for, started_at, pid) = row?;
+            let trigger = match trigger.as_str() {
+                "schedule" => Trigger::Schedule,
+                "manual" => Trigger::Manual,
+                "missed" => Trigger::Missed,
+                other => {
+                    return Err(LedgerError::Corrupt(format!(
+                        "pending run of {collector_id}: unknown trigger {other:?}"
+                    )))
+                }
+            };
+            runs.push(PendingRun {
+                collector_id,
+                kind,
+                trigger,
+                scheduled_for: parse_time(&scheduled_for)?,
+                started_at: parse_time(&started_at)?,
+                pid: u32::try_from(pid).unwrap_or(0),
+            });
+        }
+        Ok(runs)
+    }
+
     /// Number of entries (the tree size).
     pub fn size(&self) -> Result<u64, LedgerError> {
         tree_size(&self.conn)
@@ -389,12 +468,7 @@ impl Ledger {
                  WHERE collector_id = ?1 AND trigger IN ('schedule', 'missed')",
             )?
             .query_row([collector_id], |r| r.get(0))?;
-        text.map(|t| {
-            DateTime::parse_from_rfc3339(&t)
-                .map(|d| d.with_timezone(&Utc))
-                .map_err(|e| LedgerError::Corrupt(format!("scheduled_for {t:?}: {e}")))
-        })
-        .transpose()
+        text.map(|t| parse_time(&t)).transpose()
     }
 
     /// The last entry of each collector that has any, by collector id.
@@ -420,8 +494,16 @@ const ENTRY_SELECT: &str = "SELECT idx, collector_id, status, trigger, scheduled
     content_digest, envelope, leaf_hash FROM entries";
 
 fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRecord> {
+    let idx: i64 = row.get(0)?;
+    let index = u64::try_from(idx).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Integer,
+            format!("entry index {idx} is negative").into(),
+        )
+    })?;
     Ok(EntryRecord {
-        index: row.get::<_, i64>(0)? as u64,
+        index,
         collector_id: row.get(1)?,
         status: row.get(2)?,
         trigger: row.get(3)?,
@@ -450,6 +532,12 @@ fn checkpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckp
         note: row.get(1)?,
         created_at: row.get(2)?,
     })
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, LedgerError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| LedgerError::Corrupt(format!("time {text:?}: {e}")))
 }
 
 fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, LedgerError> {
@@ -586,6 +674,8 @@ fn append_one(
         &leaf[..],
     ])?;
     insert_leaf(conn, index, leaf)?;
+    conn.prepare_cached("DELETE FROM pending_runs WHERE collector_id = ?1 AND scheduled_for = ?2")?
+        .execute(params![entry.collector_id, scheduled_for])?;
     if let Some(cursor) = cursor {
         conn.prepare_cached(
             "INSERT INTO cursors (collector_id, cursor, entry_idx) VALUES (?1, ?2, ?3)

@@ -60,6 +60,18 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     note       TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+-- Runs that started and have no entry yet. A row is written when a run starts and deleted in the
+-- transaction that appends the run's entry, so after a crash the leftovers name exactly the runs
+-- that must be recorded as failed: no started run is ever without an entry.
+CREATE TABLE IF NOT EXISTS pending_runs (
+    collector_id  TEXT NOT NULL,
+    scheduled_for TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    trigger       TEXT NOT NULL,
+    started_at    TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    PRIMARY KEY (collector_id, scheduled_for)
+);
 -- Where each collector resumes; written in the same transaction as the entry that moved it.
 CREATE TABLE IF NOT EXISTS cursors (
     collector_id TEXT PRIMARY KEY,

@@ -79,6 +79,9 @@ impl Write for HashWriter {
 
 /// Verify `ledger` with `verifier` (the pinned host key).
 pub fn verify(ledger: &Ledger, verifier: &NoteVerifier) -> Result<Report, LedgerError> {
+    // One read transaction: a daemon appending meanwhile must not make checkpoints and entries
+    // come from different moments.
+    let _snapshot = ledger.conn.unchecked_transaction()?;
     let mut report = Report::default();
     let origin = ledger.origin();
 
@@ -124,7 +127,7 @@ pub fn verify(ledger: &Ledger, verifier: &NoteVerifier) -> Result<Report, Ledger
                 ),
             );
         }
-        expected_index = e.index + 1;
+        expected_index = e.index.saturating_add(1);
         report.entries += 1;
         check_entry(ledger, verifier, &e, &mut blob_ok, &mut report)?;
         let leaf = merkle::leaf_hash(&e.envelope);
