@@ -8,25 +8,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const SHADOW_HASH: &str = "$6$saltsalt$Wq7HkzJ0Ei3bqE1nUo2Kq0sJbYyXh3Zl1qgq9XvYkzW3o0vXq";
-const ALICE_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
+const ALICE_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_evidence-agent")
 }
 
 fn agent(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).env("RUST_LOG", "warn").output().expect("run evidence-agent")
+    Command::new(bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run evidence-agent")
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A small host tree: accounts with shadow hashes, a sudoers file and an authorized key.
 fn host_tree(root: &Path, extra_user: bool) {
     let etc = root.join("etc");
     std::fs::create_dir_all(etc.join("sudoers.d")).unwrap();
-    let mut passwd = String::from("root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\n");
+    let mut passwd = String::from(
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\n",
+    );
     let mut shadow = format!("root:*:19000:0:99999:7:::\nalice:{SHADOW_HASH}:19500:0:99999:7:::\n");
     let mut group = String::from("root:x:0:\nsudo:x:27:alice\nalice:x:1000:\n");
     if extra_user {
@@ -38,7 +49,11 @@ fn host_tree(root: &Path, extra_user: bool) {
     std::fs::write(etc.join("passwd"), passwd).unwrap();
     std::fs::write(etc.join("shadow"), shadow).unwrap();
     std::fs::write(etc.join("group"), group).unwrap();
-    std::fs::write(etc.join("sudoers"), "Defaults env_reset\n%sudo ALL=(ALL:ALL) ALL\n#includedir /etc/sudoers.d\n").unwrap();
+    std::fs::write(
+        etc.join("sudoers"),
+        "Defaults env_reset\n%sudo ALL=(ALL:ALL) ALL\n#includedir /etc/sudoers.d\n",
+    )
+    .unwrap();
     let ssh = root.join("home/alice/.ssh");
     std::fs::create_dir_all(&ssh).unwrap();
     std::fs::write(ssh.join("authorized_keys"), format!("{ALICE_KEY}\n")).unwrap();
@@ -108,17 +123,33 @@ pathz = "typo"
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     let file = path.display().to_string();
-    assert!(t.contains(&format!("{file}:2:1:")) && t.contains("colour"), "unknown top-level key: {t}");
-    assert!(t.contains(&format!("{file}:7:")) && t.contains("minute"), "bad cron: {t}");
-    assert!(t.contains(&format!("{file}:11:")) && t.contains("duplicate"), "duplicate id: {t}");
-    assert!(t.contains(&format!("{file}:15:1:")) && t.contains("pathz"), "unknown collector key: {t}");
+    assert!(
+        t.contains(&format!("{file}:2:1:")) && t.contains("colour"),
+        "unknown top-level key: {t}"
+    );
+    assert!(
+        t.contains(&format!("{file}:7:")) && t.contains("minute"),
+        "bad cron: {t}"
+    );
+    assert!(
+        t.contains(&format!("{file}:11:")) && t.contains("duplicate"),
+        "duplicate id: {t}"
+    );
+    assert!(
+        t.contains(&format!("{file}:15:1:")) && t.contains("pathz"),
+        "unknown collector key: {t}"
+    );
 
     // The same file with only the environment wrong: the missing log path is named.
     let text_ok = std::fs::read_to_string(&path)
         .unwrap()
         .replace("colour = \"blue\"\n", "")
         .replace("61 * * * *", "1 * * * *")
-        .replacen("id = \"a\"\nkind = \"log_file\"", "id = \"b\"\nkind = \"log_file\"", 1)
+        .replacen(
+            "id = \"a\"\nkind = \"log_file\"",
+            "id = \"b\"\nkind = \"log_file\"",
+            1,
+        )
         .replace("pathz = \"typo\"\n", "");
     std::fs::write(&path, text_ok).unwrap();
     let out = agent(&["check-config", path.to_str().unwrap()]);
@@ -135,22 +166,46 @@ fn keygen_makes_a_private_key_refuses_to_overwrite_and_key_prints_the_vkey() {
     let out = agent(&["--config", c, "keygen"]);
     assert!(out.status.success(), "{}", text(&out));
     let key = dir.path().join("data/keys/host.key");
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(key.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(key.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
     let before = std::fs::read(&key).unwrap();
 
     let again = agent(&["--config", c, "keygen"]);
     assert!(!again.status.success());
-    assert!(text(&again).contains("refusing to overwrite"), "{}", text(&again));
-    assert_eq!(std::fs::read(&key).unwrap(), before, "the key must be untouched");
+    assert!(
+        text(&again).contains("refusing to overwrite"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "the key must be untouched"
+    );
 
     let out = agent(&["--config", c, "key"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     let vkey = t.lines().next().unwrap();
     assert!(vkey.starts_with("evidence-agent/cli-host+"), "{t}");
-    assert!(!t.contains("PRIVATE"), "key must print only the public part: {t}");
-    assert!(t.lines().nth(1).unwrap().starts_with("fingerprint SHA256:"), "{t}");
+    assert!(
+        !t.contains("PRIVATE"),
+        "key must print only the public part: {t}"
+    );
+    assert!(
+        t.lines().nth(1).unwrap().starts_with("fingerprint SHA256:"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -180,7 +235,15 @@ fn collect_log_show_diff_and_verify_on_a_host_tree() {
     // The access review question: what changed between two snapshots?
     host_tree(&dir.path().join("root"), true);
     std::fs::write(dir.path().join("app.log"), "line 1\nline 2\nline 3\n").unwrap();
-    let out = agent(&["--config", c, "collect", "--collector", "accounts", "--collector", "app-log"]);
+    let out = agent(&[
+        "--config",
+        c,
+        "collect",
+        "--collector",
+        "accounts",
+        "--collector",
+        "app-log",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
 
     let log = agent(&["--config", c, "log", "--json", "--collector", "accounts"]);
@@ -191,16 +254,28 @@ fn collect_log_show_diff_and_verify_on_a_host_tree() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(entries.len(), 2);
-    let (first, second) = (entries[0]["index"].as_u64().unwrap(), entries[1]["index"].as_u64().unwrap());
+    let (first, second) = (
+        entries[0]["index"].as_u64().unwrap(),
+        entries[1]["index"].as_u64().unwrap(),
+    );
     assert_eq!(entries[0]["statement"]["predicate"]["trigger"], "manual");
 
     let show = agent(&["--config", c, "show", &first.to_string()]);
     assert!(show.status.success());
     let content = String::from_utf8(show.stdout).unwrap();
     assert!(content.contains("\"alice\""), "{content}");
-    assert!(!content.contains(SHADOW_HASH) && !content.contains("saltsalt"), "shadow hash leaked");
+    assert!(
+        !content.contains(SHADOW_HASH) && !content.contains("saltsalt"),
+        "shadow hash leaked"
+    );
 
-    let diff = agent(&["--config", c, "diff", &first.to_string(), &second.to_string()]);
+    let diff = agent(&[
+        "--config",
+        c,
+        "diff",
+        &first.to_string(),
+        &second.to_string(),
+    ]);
     let d = text(&diff);
     assert!(diff.status.success(), "{d}");
     assert!(d.contains("+ user bob"), "{d}");
@@ -208,17 +283,30 @@ fn collect_log_show_diff_and_verify_on_a_host_tree() {
 
     // The second log segment holds only the new line.
     let log = agent(&["--config", c, "log", "--json", "--collector", "app-log"]);
-    let last: serde_json::Value =
-        serde_json::from_str(String::from_utf8(log.stdout).unwrap().lines().last().unwrap()).unwrap();
+    let last: serde_json::Value = serde_json::from_str(
+        String::from_utf8(log.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
     let show = agent(&["--config", c, "show", &last["index"].to_string()]);
     assert_eq!(String::from_utf8(show.stdout).unwrap(), "line 3\n");
 
     let out = agent(&["--config", c, "verify"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("pinned by the host key"), "{}", text(&out));
+    assert!(
+        text(&out).contains("pinned by the host key"),
+        "{}",
+        text(&out)
+    );
     let status = agent(&["--config", c, "status"]);
     let s = text(&status);
-    assert!(s.contains("entries     4") && s.contains("failing") && s.contains("never run"), "{s}");
+    assert!(
+        s.contains("entries     4") && s.contains("failing") && s.contains("never run"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -252,12 +340,25 @@ fn data_dir_overrides_the_config_for_every_command() {
     let c = config.to_str().unwrap();
     let other = dir.path().join("elsewhere");
     let o = other.to_str().unwrap();
-    assert!(agent(&["--config", c, "--data-dir", o, "keygen"]).status.success());
+    assert!(agent(&["--config", c, "--data-dir", o, "keygen"])
+        .status
+        .success());
     assert!(other.join("keys/host.key").exists());
-    let out = agent(&["--config", c, "--data-dir", o, "collect", "--collector", "accounts"]);
+    let out = agent(&[
+        "--config",
+        c,
+        "--data-dir",
+        o,
+        "collect",
+        "--collector",
+        "accounts",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(other.join("ledger.sqlite").exists());
-    assert!(!dir.path().join("data").exists(), "the configured data_dir must not be touched");
+    assert!(
+        !dir.path().join("data").exists(),
+        "the configured data_dir must not be touched"
+    );
 
     // Reading commands work from --data-dir alone, with no configuration file at all.
     let none = dir.path().join("no-such-config.toml");
@@ -284,16 +385,27 @@ fn bad_arguments_and_missing_entries_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let c = config.to_str().unwrap();
-    assert!(agent(&["--config", c, "collect", "--collector", "accounts"]).status.success());
+    assert!(
+        agent(&["--config", c, "collect", "--collector", "accounts"])
+            .status
+            .success()
+    );
     let out = agent(&["--config", c, "show", "99"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("no entry 99"), "{}", text(&out));
     let out = agent(&["--config", c, "collect", "--collector", "nope"]);
-    assert!(text(&out).contains("no collector with id \"nope\""), "{}", text(&out));
+    assert!(
+        text(&out).contains("no collector with id \"nope\""),
+        "{}",
+        text(&out)
+    );
     let out = agent(&["--config", c, "log", "--since", "yesterday"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("yesterday"), "{}", text(&out));
     let out = agent(&["--config", c, "collect", "--collector", "failing"]);
-    assert!(!out.status.success(), "a failed run must make collect exit non-zero");
+    assert!(
+        !out.status.success(),
+        "a failed run must make collect exit non-zero"
+    );
     assert!(text(&out).contains("failing: failed"), "{}", text(&out));
 }

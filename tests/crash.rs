@@ -123,7 +123,10 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let ledger = dir.path().join("data/ledger.sqlite");
-    let seed: u64 = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut before_total = 0usize;
     let mut grew = 0usize;
@@ -159,16 +162,29 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
         before_total = after.len();
         verify(&config);
     }
-    assert!(before_total > 100, "only {before_total} entries after {KILLS} kills: not heavy collection");
-    assert!(grew > KILLS / 2, "the ledger grew in only {grew} of {KILLS} rounds");
+    assert!(
+        before_total > 100,
+        "only {before_total} entries after {KILLS} kills: not heavy collection"
+    );
+    assert!(
+        grew > KILLS / 2,
+        "the ledger grew in only {grew} of {KILLS} rounds"
+    );
 
     // Every collector kept its schedule accounted for: runs that fell in the dead time between a
     // kill and the next start are recorded as missed.
     let conn = Connection::open_with_flags(&ledger, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let missed: i64 = conn
-        .query_row("SELECT COUNT(*) FROM entries WHERE trigger = 'missed'", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM entries WHERE trigger = 'missed'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert!(missed > 0, "no missed runs recorded across {KILLS} restarts");
+    assert!(
+        missed > 0,
+        "no missed runs recorded across {KILLS} restarts"
+    );
     drop(conn);
     eprintln!("{KILLS} kills (seed {seed}): {before_total} entries committed, ledger grew in {grew} rounds, {missed} missed runs recorded");
 
@@ -207,10 +223,17 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
         })
         .filter(|p| p.contains("stopped before the run finished"))
         .count();
-    assert!(interrupted > 0, "no run was ever interrupted by {KILLS} kills during heavy collection");
+    assert!(
+        interrupted > 0,
+        "no run was ever interrupted by {KILLS} kills during heavy collection"
+    );
     eprintln!("{interrupted} interrupted runs recorded as failed at the next start");
     // Spool files of killed processes are removed at the next start; our own at stop.
     let spool = dir.path().join("data/spool");
-    let left: Vec<_> = std::fs::read_dir(&spool).unwrap().flatten().map(|e| e.path()).collect();
+    let left: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(left.is_empty(), "spool not cleaned: {left:?}");
 }

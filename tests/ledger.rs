@@ -12,11 +12,16 @@ use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 
 fn signer() -> NoteSigner {
-    NoteSigner::new("evidence-agent/test-host", SigningKey::from_bytes(&[42; 32])).unwrap()
+    NoteSigner::new(
+        "evidence-agent/test-host",
+        SigningKey::from_bytes(&[42; 32]),
+    )
+    .unwrap()
 }
 
 fn run(i: u64, body: &str) -> NewEntry {
-    let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(i as i64);
+    let t =
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(i as i64);
     let outcome = match i % 7 {
         5 => Outcome::Failed(format!("cannot read /nope/{i}: No such file")),
         6 => Outcome::Skipped("previous run still going".into()),
@@ -59,7 +64,13 @@ fn ledger_with(dir: &Path, n: u64) -> PathBuf {
 /// Open the file with plain SQLite, drop the append-only guard, and run `sql` as an attacker.
 fn tamper(path: &Path, sql: &str) {
     let conn = Connection::open(path).unwrap();
-    for t in ["blobs", "blob_chunks", "entries", "tree_nodes", "checkpoints"] {
+    for t in [
+        "blobs",
+        "blob_chunks",
+        "entries",
+        "tree_nodes",
+        "checkpoints",
+    ] {
         conn.execute_batch(&format!(
             "DROP TRIGGER IF EXISTS {t}_no_update; DROP TRIGGER IF EXISTS {t}_no_delete;"
         ))
@@ -94,12 +105,24 @@ fn appended_entries_verify_and_proofs_check_against_signed_checkpoints() {
     for i in [0u64, 1, 17, 39] {
         let e = ledger.entry(i).unwrap().unwrap();
         let proof = ledger.inclusion_proof(i, cp.size).unwrap();
-        assert!(merkle::verify_inclusion(&merkle::leaf_hash(&e.envelope), i, cp.size, &proof, &cp.root));
+        assert!(merkle::verify_inclusion(
+            &merkle::leaf_hash(&e.envelope),
+            i,
+            cp.size,
+            &proof,
+            &cp.root
+        ));
     }
     for old in &checkpoints {
         let old_cp = Checkpoint::parse(v.open(&old.note).unwrap()).unwrap();
         let proof = ledger.consistency_proof(old_cp.size, cp.size).unwrap();
-        assert!(merkle::verify_consistency(old_cp.size, cp.size, &old_cp.root, &cp.root, &proof));
+        assert!(merkle::verify_consistency(
+            old_cp.size,
+            cp.size,
+            &old_cp.root,
+            &cp.root,
+            &proof
+        ));
     }
     // Cursors follow the last committed ok run of each collector.
     assert!(ledger.cursor("c0").unwrap().is_some());
@@ -128,7 +151,8 @@ fn a_ledger_refuses_another_host_or_key() {
     let path = ledger_with(dir.path(), 1);
     let err = Ledger::open(&path, "other-host", signer()).unwrap_err();
     assert!(err.to_string().contains("host_id"), "{err}");
-    let other = NoteSigner::new("evidence-agent/test-host", SigningKey::from_bytes(&[1; 32])).unwrap();
+    let other =
+        NoteSigner::new("evidence-agent/test-host", SigningKey::from_bytes(&[1; 32])).unwrap();
     let err = Ledger::open(&path, "test-host", other).unwrap_err();
     assert!(err.to_string().contains("vkey"), "{err}");
 }
@@ -149,7 +173,11 @@ fn one_changed_byte_of_a_blob_is_named() {
     let path = ledger_with(dir.path(), 20);
     let conn = Connection::open(&path).unwrap();
     let digest: Vec<u8> = conn
-        .query_row("SELECT content_digest FROM entries WHERE idx = 11", [], |r| r.get(0))
+        .query_row(
+            "SELECT content_digest FROM entries WHERE idx = 11",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     drop(conn);
     tamper(
@@ -160,7 +188,11 @@ fn one_changed_byte_of_a_blob_is_named() {
         ),
     );
     let f = findings(&path);
-    assert!(f.iter().any(|m| m.starts_with("entry 11:") && m.contains("digest")), "{f:?}");
+    assert!(
+        f.iter()
+            .any(|m| m.starts_with("entry 11:") && m.contains("digest")),
+        "{f:?}"
+    );
 }
 
 #[test]
@@ -178,7 +210,11 @@ fn a_deleted_entry_is_named() {
     let path = ledger_with(dir.path(), 20);
     tamper(&path, "DELETE FROM entries WHERE idx = 7");
     let f = findings(&path);
-    assert!(f.iter().any(|m| m.starts_with("entry 7:") && m.contains("missing")), "{f:?}");
+    assert!(
+        f.iter()
+            .any(|m| m.starts_with("entry 7:") && m.contains("missing")),
+        "{f:?}"
+    );
 }
 
 #[test]
@@ -192,8 +228,16 @@ fn reordered_entries_are_named() {
          UPDATE entries SET idx = 9 WHERE idx = -1;",
     );
     let f = findings(&path);
-    assert!(f.iter().any(|m| m.starts_with("entry 4:") && m.contains("log index 9")), "{f:?}");
-    assert!(f.iter().any(|m| m.starts_with("entry 9:") && m.contains("log index 4")), "{f:?}");
+    assert!(
+        f.iter()
+            .any(|m| m.starts_with("entry 4:") && m.contains("log index 9")),
+        "{f:?}"
+    );
+    assert!(
+        f.iter()
+            .any(|m| m.starts_with("entry 9:") && m.contains("log index 4")),
+        "{f:?}"
+    );
 }
 
 #[test]
@@ -202,7 +246,11 @@ fn a_truncated_tree_is_named() {
     let path = ledger_with(dir.path(), 20);
     tamper(&path, "DELETE FROM entries WHERE idx >= 17; DELETE FROM tree_nodes WHERE idx >= 17 AND level = 0;");
     let f = findings(&path);
-    assert!(f.iter().any(|m| m.starts_with("checkpoint 20:") && m.contains("entries 17..19")), "{f:?}");
+    assert!(
+        f.iter()
+            .any(|m| m.starts_with("checkpoint 20:") && m.contains("entries 17..19")),
+        "{f:?}"
+    );
 }
 
 #[test]
@@ -210,7 +258,8 @@ fn a_ledger_signed_by_another_key_fails_against_the_pinned_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = ledger_with(dir.path(), 3);
     let ledger = Ledger::open_read_only(&path).unwrap();
-    let other = NoteSigner::new("evidence-agent/test-host", SigningKey::from_bytes(&[1; 32])).unwrap();
+    let other =
+        NoteSigner::new("evidence-agent/test-host", SigningKey::from_bytes(&[1; 32])).unwrap();
     let report = verify(&ledger, &other.verifier()).unwrap();
     assert!(report.findings.len() >= 4, "{:?}", report.findings);
 }

@@ -20,7 +20,11 @@ fn signer(v: &Value) -> NoteSigner {
         .unwrap()
         .try_into()
         .unwrap();
-    NoteSigner::new(v["key"]["name"].as_str().unwrap(), SigningKey::from_bytes(&seed)).unwrap()
+    NoteSigner::new(
+        v["key"]["name"].as_str().unwrap(),
+        SigningKey::from_bytes(&seed),
+    )
+    .unwrap()
 }
 
 fn b64_hash(s: &Value) -> Hash {
@@ -43,7 +47,10 @@ fn key_hash_and_verifier_key_match() {
         hex::encode(s.verifier().public_key().as_bytes()),
         v["key"]["public_hex"].as_str().unwrap()
     );
-    assert_eq!(hex::encode(s.key_hash()), v["key"]["key_hash_hex"].as_str().unwrap());
+    assert_eq!(
+        hex::encode(s.key_hash()),
+        v["key"]["key_hash_hex"].as_str().unwrap()
+    );
     assert_eq!(s.verifier().to_string(), v["key"]["vkey"].as_str().unwrap());
     let parsed = NoteVerifier::parse(v["key"]["vkey"].as_str().unwrap()).unwrap();
     assert_eq!(parsed, s.verifier());
@@ -52,7 +59,10 @@ fn key_hash_and_verifier_key_match() {
 #[test]
 fn leaf_hash_and_empty_root_match() {
     let v = vectors();
-    assert_eq!(merkle::leaf_hash(b"entry-0"), b64_hash(&v["leaf_hash_of_entry-0_b64"]));
+    assert_eq!(
+        merkle::leaf_hash(b"entry-0"),
+        b64_hash(&v["leaf_hash_of_entry-0_b64"])
+    );
     assert_eq!(merkle::empty_root(), b64_hash(&v["empty_tree_root_b64"]));
 }
 
@@ -75,21 +85,33 @@ fn roots_proofs_and_signed_checkpoints_match_every_tree() {
             root,
             extensions: vec![],
         };
-        assert_eq!(s.sign(&cp.to_text()).unwrap(), expected_note, "checkpoint {n}");
+        assert_eq!(
+            s.sign(&cp.to_text()).unwrap(),
+            expected_note,
+            "checkpoint {n}"
+        );
         let text = s.verifier().open(expected_note).unwrap();
         assert_eq!(Checkpoint::parse(text).unwrap(), cp);
 
         for (i, proof) in tree["inclusion"].as_object().unwrap() {
             let i: u64 = i.parse().unwrap();
             let want: Vec<Hash> = proof.as_array().unwrap().iter().map(b64_hash).collect();
-            assert_eq!(merkle::inclusion_proof(&nodes, i, n).unwrap(), want, "incl {i}@{n}");
+            assert_eq!(
+                merkle::inclusion_proof(&nodes, i, n).unwrap(),
+                want,
+                "incl {i}@{n}"
+            );
             let leaf = merkle::leaf_hash(format!("entry-{i}").as_bytes());
             assert!(merkle::verify_inclusion(&leaf, i, n, &want, &root));
         }
         for (m, proof) in tree["consistency"].as_object().unwrap() {
             let m: u64 = m.parse().unwrap();
             let want: Vec<Hash> = proof.as_array().unwrap().iter().map(b64_hash).collect();
-            assert_eq!(merkle::consistency_proof(&nodes, m, n).unwrap(), want, "cons {m}->{n}");
+            assert_eq!(
+                merkle::consistency_proof(&nodes, m, n).unwrap(),
+                want,
+                "cons {m}->{n}"
+            );
             let old_root = merkle::root(&nodes, m).unwrap();
             assert!(merkle::verify_consistency(m, n, &old_root, &root, &want));
         }
@@ -126,7 +148,10 @@ fn tampered_notes_and_envelopes_are_rejected() {
     assert!(s.verifier().open(&tampered).is_err());
     assert!(s.verifier().open("no signatures\n").is_err());
     let other = NoteSigner::new("evidence-agent/other", SigningKey::from_bytes(&[7; 32])).unwrap();
-    assert!(other.verifier().open(note).is_err(), "unknown key must not verify");
+    assert!(
+        other.verifier().open(note).is_err(),
+        "unknown key must not verify"
+    );
 
     let mut env = v["dsse"]["envelope"].clone();
     env["payloadType"] = Value::from("text/plain");

@@ -39,9 +39,13 @@ fn entry(i: u64) -> NewEntry {
 }
 
 fn main() {
-    let n: u64 = std::env::var("BENCH_APPENDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let n: u64 = std::env::var("BENCH_APPENDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let signer = NoteSigner::new("evidence-agent/bench", SigningKey::from_bytes(&[5; 32])).expect("signer");
+    let signer =
+        NoteSigner::new("evidence-agent/bench", SigningKey::from_bytes(&[5; 32])).expect("signer");
 
     // Reference: bare SQLite, one row per transaction, same pragmas.
     let bare = rusqlite::Connection::open(dir.path().join("bare.sqlite")).expect("open bare");
@@ -49,11 +53,16 @@ fn main() {
     let row = vec![7u8; 700]; // about an envelope's size
     let t = Instant::now();
     for i in 0..n {
-        bare.execute("INSERT INTO t (id, body) VALUES (?1, ?2)", rusqlite::params![i as i64, row]).expect("bare insert");
+        bare.execute(
+            "INSERT INTO t (id, body) VALUES (?1, ?2)",
+            rusqlite::params![i as i64, row],
+        )
+        .expect("bare insert");
     }
     let bare_rate = n as f64 / t.elapsed().as_secs_f64();
 
-    let mut ledger = Ledger::open(&dir.path().join("ledger.sqlite"), "bench", signer.clone()).expect("open ledger");
+    let mut ledger = Ledger::open(&dir.path().join("ledger.sqlite"), "bench", signer.clone())
+        .expect("open ledger");
     let t = Instant::now();
     for i in 0..n {
         ledger.append(vec![entry(i)]).expect("append");
@@ -64,7 +73,9 @@ fn main() {
         let t = Instant::now();
         let mut done = 0;
         while done < n {
-            ledger.append((done..done + batch).map(entry).collect()).expect("append batch");
+            ledger
+                .append((done..done + batch).map(entry).collect())
+                .expect("append batch");
             done += batch;
         }
         let rate = done as f64 / t.elapsed().as_secs_f64();
@@ -74,7 +85,12 @@ fn main() {
 
     let ledger = Ledger::open_read_only(&dir.path().join("ledger.sqlite")).expect("reopen");
     let size = ledger.size().expect("size");
-    let envelopes: Vec<Vec<u8>> = ledger.entries(0, size).expect("entries").into_iter().map(|e| e.envelope).collect();
+    let envelopes: Vec<Vec<u8>> = ledger
+        .entries(0, size)
+        .expect("entries")
+        .into_iter()
+        .map(|e| e.envelope)
+        .collect();
 
     // Reference: Ed25519 verification alone of the same signatures.
     let public = signer.verifier().public_key().to_owned();
@@ -82,9 +98,18 @@ fn main() {
         .iter()
         .map(|bytes| {
             let env: statement::Envelope = serde_json::from_slice(bytes).expect("envelope");
-            let payload = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &env.payload).expect("payload");
-            let sig = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &env.signatures[0].sig).expect("sig");
-            (statement::pae(statement::PAYLOAD_TYPE, &payload), Signature::from_slice(&sig).expect("sig bytes"))
+            let payload =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &env.payload)
+                    .expect("payload");
+            let sig = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                &env.signatures[0].sig,
+            )
+            .expect("sig");
+            (
+                statement::pae(statement::PAYLOAD_TYPE, &payload),
+                Signature::from_slice(&sig).expect("sig bytes"),
+            )
         })
         .collect();
     let t = Instant::now();

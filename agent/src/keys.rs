@@ -113,8 +113,10 @@ pub fn generate(path: &Path, name: &str) -> Result<NoteVerifier, KeyError> {
     }
     // The public half beside it, readable by all: `verify` and `key` need no private key.
     let vkey_path = vkey_path(path);
-    fs::write(&vkey_path, format!("{}\n", signer.verifier())).map_err(io_err("write", &vkey_path))?;
-    fs::set_permissions(&vkey_path, fs::Permissions::from_mode(0o644)).map_err(io_err("chmod", &vkey_path))?;
+    fs::write(&vkey_path, format!("{}\n", signer.verifier()))
+        .map_err(io_err("write", &vkey_path))?;
+    fs::set_permissions(&vkey_path, fs::Permissions::from_mode(0o644))
+        .map_err(io_err("chmod", &vkey_path))?;
     Ok(signer.verifier())
 }
 

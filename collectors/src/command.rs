@@ -7,10 +7,15 @@
 //! Guarantees: the program runs with stdin on `/dev/null`, its stdout streamed into the spool
 //! (`application/octet-stream`, `item_count` = lines) and hashed as it arrives, its stderr read
 //! at the same time (so neither pipe can stall it) keeping only the last 4 KiB for the error;
-//! the child is killed when the run's future is dropped (the agent's timeout) and when stdout
-//! goes over `max_output`; a non-zero exit or a signal fails the run with
-//! `"<argv[0]> exited with status N; stderr: <tail>"`.
+//! the program runs in a process group of its own, and the whole group (the program and
+//! whatever it started, such as the `sleep` of `sh -c 'sleep 100 | cat'`) is killed with
+//! `SIGKILL` when the run ends, however it ends: the run's future dropped (the agent's timeout),
+//! stdout over `max_output`, or the program done; a non-zero exit or a signal fails the run with
+//! `"<argv[0]> exited with status N; stderr: <tail>"`. The `argv` published in the details and
+//! the stderr tail in the error go through the same redaction as the `files` kind's content
+//! (`--password=x`, `--token x`, `-pSECRET`, `token=x` become markers salted per host).
 
+use crate::files::redact::Redactor;
 use crate::registry::parse_settings;
 use crate::MEDIA_TYPE_OCTETS;
 use crate::{CollectContext, CollectError, Collector, ContentWriter, SettingError, Snapshot};
@@ -27,6 +32,9 @@ use tokio::io::AsyncReadExt;
 const DEFAULT_MAX_OUTPUT: u64 = 16 << 20;
 /// How much of stderr is kept for the error message.
 const STDERR_TAIL: usize = 4096;
+/// How much of stderr is read back before the kept tail is cut, so that a secret is redacted
+/// with the key before it even when the tail starts between the two.
+const STDERR_CONTEXT: usize = 2 * STDERR_TAIL;
 const CHUNK: usize = 64 * 1024;
 
 fn default_max_output() -> u64 {
@@ -151,13 +159,17 @@ async fn run(settings: &Settings, ctx: &CollectContext) -> Result<Snapshot, Coll
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     if let Some(cwd) = &settings.cwd {
         command.current_dir(cwd);
     }
-    let mut child = command
+    let child = command
         .spawn()
         .map_err(|e| CollectError::io("start", program, e))?;
+    let mut group = Group::new(child);
+    let redactor = Redactor::new(Vec::new(), ctx.redaction_salt);
+    let child = &mut group.child;
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(CollectError::Other(format!(
             "{program}: its output pipes were not opened"
@@ -192,8 +204,8 @@ async fn run(settings: &Settings, ctx: &CollectContext) -> Result<Snapshot, Coll
                 }
                 stdout_bytes += n as u64;
                 if stdout_bytes > settings.max_output {
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
+                    group.kill();
+                    let _ = group.child.wait().await;
                     return Err(CollectError::Other(format!(
                         "{program}: output is over max_output ({} bytes); the command was killed",
                         settings.max_output
@@ -215,22 +227,23 @@ async fn run(settings: &Settings, ctx: &CollectContext) -> Result<Snapshot, Coll
                 }
                 stderr_bytes += n as u64;
                 tail.extend_from_slice(&err_buf[..n]);
-                if tail.len() > STDERR_TAIL {
-                    tail.drain(..tail.len() - STDERR_TAIL);
+                if tail.len() > STDERR_CONTEXT {
+                    tail.drain(..tail.len() - STDERR_CONTEXT);
                 }
             }
         }
     }
     drop(chunks);
     if writer_gone {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
+        group.kill();
+        let _ = group.child.wait().await;
     }
     let content = writer
         .await
         .map_err(|e| CollectError::Other(format!("{program}: the output writer stopped: {e}")))?
         .map_err(|e| CollectError::io("write spool file in", &ctx.spool_dir, e))?;
-    let status = child
+    let status = group
+        .child
         .wait()
         .await
         .map_err(|e| CollectError::io("wait for", program, e))?;
@@ -239,14 +252,14 @@ async fn run(settings: &Settings, ctx: &CollectContext) -> Result<Snapshot, Coll
         (Some(code), _) => {
             return Err(CollectError::Other(format!(
                 "{program} exited with status {code}; stderr: {}",
-                stderr_text(&tail)
+                stderr_text(&redactor, &tail)
             )))
         }
         (None, signal) => {
             return Err(CollectError::Other(format!(
                 "{program} was killed by signal {}; stderr: {}",
                 signal.unwrap_or_default(),
-                stderr_text(&tail)
+                stderr_text(&redactor, &tail)
             )))
         }
     }
@@ -259,7 +272,7 @@ async fn run(settings: &Settings, ctx: &CollectContext) -> Result<Snapshot, Coll
         item_count: lines,
         cursor: None,
         details: json!({
-            "argv": settings.argv,
+            "argv": redactor.redact_argv(&settings.argv),
             "exit_status": 0,
             "stdout_bytes": stdout_bytes,
             "stderr_bytes": stderr_bytes,
@@ -267,17 +280,71 @@ async fn run(settings: &Settings, ctx: &CollectContext) -> Result<Snapshot, Coll
     })
 }
 
-/// The stderr tail as one line: lossy UTF-8, control characters and line breaks shown as spaces.
-fn stderr_text(tail: &[u8]) -> String {
-    let text = String::from_utf8_lossy(tail);
+/// The stderr tail as one line of at most [`STDERR_TAIL`] bytes: redacted, lossy UTF-8,
+/// control characters and line breaks shown as spaces. When it had to be cut, the word cut in
+/// two at its start is left out (unless it is the only one).
+fn stderr_text(redactor: &Redactor, tail: &[u8]) -> String {
+    let redacted = redactor.redact_command_text(tail);
+    let text = String::from_utf8_lossy(&redacted);
     let text: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = match text.len().checked_sub(STDERR_TAIL) {
+        Some(excess) if excess > 0 => {
+            let mut cut = excess;
+            while !text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            let kept = &text[cut..];
+            match kept.split_once(' ') {
+                Some((_, rest)) if !rest.is_empty() => rest.to_owned(),
+                _ => kept.to_owned(),
+            }
+        }
+        _ => text,
+    };
     if text.is_empty() {
         "(empty)".to_owned()
     } else {
         text
+    }
+}
+
+/// The running program, whose whole process group is killed when this is dropped.
+struct Group {
+    child: tokio::process::Child,
+    /// The group's id (the program's pid), while it may still have members.
+    pgid: Option<libc::pid_t>,
+}
+
+impl Group {
+    fn new(child: tokio::process::Child) -> Group {
+        // Never 0 or 1: killpg would signal the agent's own group, or init's.
+        let pgid = child
+            .id()
+            .and_then(|pid| libc::pid_t::try_from(pid).ok())
+            .filter(|pid| *pid > 1);
+        Group { child, pgid }
+    }
+
+    /// `SIGKILL` to every process in the group.
+    fn kill(&mut self) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: killpg takes plain integers and has no memory effects.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // Runs before `child` is dropped (and killed by kill_on_drop). On a timeout or an error
+        // the program is not reaped yet, so its pid, the group id, cannot be another's. When it
+        // ended and was reaped, the id stays reserved while any member it left lives (those are
+        // killed); with none left the kernel only hands the number out again after going round
+        // all of pid_max, so the call finds no group (ESRCH).
+        self.kill();
     }
 }

@@ -151,13 +151,18 @@ mod tests {
     #[test]
     fn small_and_spooled_content_hash_the_same_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..(3 * MEMORY_LIMIT as u32)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(3 * MEMORY_LIMIT as u32))
+            .map(|i| (i % 251) as u8)
+            .collect();
         let mut writer = ContentWriter::new(dir.path());
         for chunk in data.chunks(10_000) {
             writer.write_all(chunk).unwrap();
         }
         let spooled = writer.finish().unwrap();
-        assert!(spooled.as_bytes().is_none(), "3 MiB must spill to the spool");
+        assert!(
+            spooled.as_bytes().is_none(),
+            "3 MiB must spill to the spool"
+        );
         let memory = Content::from_bytes(data.clone());
         assert_eq!(spooled.sha256(), memory.sha256());
         assert_eq!(spooled.size(), data.len() as u64);

@@ -14,7 +14,11 @@ pub enum CollectError {
         source: std::io::Error,
     },
     #[error("{path}: {size} bytes is over the limit of {limit} bytes")]
-    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("{0}")]
     Other(String),
 }

@@ -31,13 +31,15 @@ pub fn build(kind: &str, settings: &toml::Table) -> Result<Box<dyn Collector>, V
 }
 
 /// Deserialize a kind's settings struct from its table, turning serde's error into a
-/// [`SettingError`] that names the key when serde does (unknown field, wrong type).
+/// [`SettingError`] that names the key whenever one key is to blame: an unknown field, or a
+/// value of the wrong type (`argv = "ls -l"`, `root = 5`). A missing field names none.
 pub fn parse_settings<T: serde::de::DeserializeOwned>(
     settings: &toml::Table,
 ) -> Result<T, Vec<SettingError>> {
     T::deserialize(toml::Value::Table(settings.clone())).map_err(|err| {
         let message = err.message().to_owned();
-        let key = key_named_in(&message, settings);
+        let key =
+            key_named_in(&message, settings).or_else(|| key_to_blame::<T>(&message, settings));
         vec![SettingError { key, message }]
     })
 }
@@ -48,4 +50,66 @@ fn key_named_in(message: &str, settings: &toml::Table) -> Option<String> {
     let len = message[start..].find('`')?;
     let key = &message[start..start + len];
     settings.contains_key(key).then(|| key.to_owned())
+}
+
+/// The key whose value caused `message`: the one whose removal makes the error go away or
+/// change. Removing any other key leaves the same error, since serde reports the first bad
+/// value it meets and checks for missing fields only at the end. Only run on the error path.
+fn key_to_blame<T: serde::de::DeserializeOwned>(
+    message: &str,
+    settings: &toml::Table,
+) -> Option<String> {
+    settings
+        .keys()
+        .find(|key| {
+            let mut without = settings.clone();
+            without.remove(key.as_str());
+            match T::deserialize(toml::Value::Table(without)) {
+                Ok(_) => true,
+                Err(err) => err.message() != message,
+            }
+        })
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // only deserialized
+    struct Example {
+        argv: Vec<String>,
+        root: Option<std::path::PathBuf>,
+        #[serde(default)]
+        env: std::collections::BTreeMap<String, String>,
+    }
+
+    fn error_key(text: &str) -> Option<String> {
+        let table: toml::Table = text.parse().unwrap();
+        let errors = parse_settings::<Example>(&table).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        errors[0].key.clone()
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key() {
+        assert_eq!(error_key("argv = \"ls -l\"").as_deref(), Some("argv"));
+        assert_eq!(
+            error_key("argv = [\"ls\"]\nroot = 5").as_deref(),
+            Some("root")
+        );
+        assert_eq!(error_key("root = 5").as_deref(), Some("root"));
+        assert_eq!(
+            error_key("argv = [\"ls\"]\n[env]\nPATH = 5").as_deref(),
+            Some("env")
+        );
+        assert_eq!(error_key("argv = [1]").as_deref(), Some("argv"));
+        assert_eq!(
+            error_key("argv = [\"ls\"]\nshell = 1").as_deref(),
+            Some("shell")
+        );
+        assert_eq!(error_key("root = \"/\"").as_deref(), None, "missing field");
+    }
 }

@@ -163,6 +163,102 @@ async fn the_agents_timeout_kills_the_child() {
     assert!(exited, "pid {pid} is still running 30 s after the timeout");
 }
 
+#[tokio::test]
+async fn the_timeout_kills_the_whole_process_group() {
+    // A killed `sleep` is orphaned; make this test process the reaper of orphans (init does
+    // not reap in every container), so the group can be seen empty: not even a zombie left.
+    // SAFETY: prctl with integer arguments only.
+    assert_eq!(
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
+        0
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("alive");
+    let c_path =
+        std::ffi::CString::new(fifo.clone().into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    // sh and its background sleep both hold the FIFO open; sh says its pid (the group's id)
+    // and the sleep's. The FIFO reads EOF once both are dead.
+    let collector = command(&format!(
+        "argv = [\"sh\", \"-c\", 'exec 3>\"$0\"; sleep 30 & echo \"$$ $!\" >&3; wait', {:?}]",
+        fifo.display().to_string()
+    ));
+    let (ids_tx, ids_rx) = tokio::sync::oneshot::channel::<(i32, i32)>();
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(std::fs::File::open(&fifo).unwrap());
+        let mut ids = String::new();
+        reader.read_line(&mut ids).unwrap();
+        let mut ids = ids.split_whitespace().map(|id| id.parse().unwrap());
+        let _ = ids_tx.send((ids.next().unwrap(), ids.next().unwrap()));
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        let _ = gone_tx.send(());
+    });
+
+    let spool = tempfile::tempdir().unwrap();
+    let mut run = collector.collect(ctx(spool.path()));
+    let (pgid, sleep_pid) = tokio::select! {
+        result = &mut run => panic!("the command ended early: {result:?}"),
+        ids = ids_rx => ids.unwrap(),
+    };
+    let timed_out = tokio::time::timeout(Duration::from_millis(50), run).await;
+    assert!(timed_out.is_err(), "sleep 30 cannot finish in time");
+    tokio::time::timeout(Duration::from_secs(20), gone_rx)
+        .await
+        .expect("a process of the group (the sleep) still holds the FIFO 20 s after the timeout")
+        .unwrap();
+    let group_empty = tokio::task::spawn_blocking(move || {
+        assert!(wait_for_exit(pgid as u32, 20_000), "sh still runs");
+        assert!(wait_for_exit(sleep_pid as u32, 20_000), "sleep still runs");
+        // Both are dead: reap them (sh may already have been reaped by tokio: ECHILD).
+        for pid in [sleep_pid, pgid] {
+            let mut status = 0;
+            // SAFETY: waitpid on a dead process returns at once; status is a valid pointer.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
+        // SAFETY: signal 0 only checks whether the group has any process.
+        let alive = unsafe { libc::kill(-pgid, 0) };
+        alive == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    })
+    .await
+    .unwrap();
+    assert!(group_empty, "process group {pgid} still has a member");
+}
+
+#[tokio::test]
+async fn argv_and_stderr_are_redacted() {
+    let spool = tempfile::tempdir().unwrap();
+    let collector = command(
+        r#"argv = ["sh", "-c", "echo ok", "sh", "--password=Sup3rSecret", "-pMyPw9", "token=tok-abc", "--token", "tok-def", "--verbose"]"#,
+    );
+    let snapshot = collect(&*collector, spool.path()).await.unwrap();
+    let argv = snapshot.details["argv"].to_string();
+    for secret in ["Sup3rSecret", "MyPw9", "tok-abc", "tok-def"] {
+        assert!(!argv.contains(secret), "{secret} in {argv}");
+    }
+    assert_eq!(argv.matches("[REDACTED sha256:").count(), 4, "{argv}");
+    assert_eq!(snapshot.details["argv"][2], "echo ok");
+    assert_eq!(snapshot.details["argv"][9], "--verbose");
+
+    let failing = command(
+        r#"argv = ["sh", "-c", "echo 'connecting with password=hunter2' >&2; echo 'retry with --token tok-xyz' >&2; exit 2"]"#,
+    );
+    let err = collect(&*failing, spool.path())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !err.contains("hunter2") && !err.contains("tok-xyz"),
+        "{err}"
+    );
+    assert!(
+        err.starts_with("sh exited with status 2; stderr: connecting with password=[REDACTED"),
+        "{err}"
+    );
+}
+
 /// Whether process `pid` has exited (or was already reaped) within `timeout_ms`, watched
 /// through a pidfd, which becomes readable when the process exits.
 fn wait_for_exit(pid: u32, timeout_ms: i32) -> bool {
@@ -222,9 +318,13 @@ fn settings_are_checked() {
     };
     assert_eq!(refused("argv = []")[0].key.as_deref(), Some("argv"));
     assert_eq!(refused("argv = [\"\"]")[0].key.as_deref(), Some("argv"));
-    assert!(refused("argv = \"ls -l\"")[0]
-        .message
-        .contains("expected a sequence"));
+    let wrong_type = &refused("argv = \"ls -l\"")[0];
+    assert!(wrong_type.message.contains("expected a sequence"));
+    assert_eq!(wrong_type.key.as_deref(), Some("argv"));
+    assert_eq!(
+        refused("argv = [\"ls\"]\ncwd = 5")[0].key.as_deref(),
+        Some("cwd")
+    );
     assert_eq!(
         refused("argv = [\"ls\"]\nshell = true")[0].key.as_deref(),
         Some("shell")

@@ -398,6 +398,13 @@ fn settings_are_checked() {
         .message
         .contains("not an absolute path"));
     assert_eq!(refused("")[0].message, "missing field `paths`");
+    assert_eq!(refused("")[0].key, None);
+    assert_eq!(
+        refused("paths = [\"/etc/x\"]\nmax_file_size = \"10M\"")[0]
+            .key
+            .as_deref(),
+        Some("max_file_size")
+    );
     assert_eq!(
         refused("paths = [\"/etc/x\"]\nredact_patterns = [\"(unclosed\"]")[0]
             .key
@@ -417,4 +424,166 @@ fn settings_are_checked() {
         Some("path")
     );
     assert!(files_collector("paths = [\"/etc/*\"]").check().is_empty());
+}
+
+#[tokio::test]
+async fn symlinks_into_the_agents_protected_data_are_refused_others_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let (data, key) = agent_data(&base);
+    let etc = base.join("etc");
+    std::fs::create_dir_all(etc.join("backup")).unwrap();
+    std::fs::create_dir_all(base.join("usr/lib")).unwrap();
+    std::fs::write(etc.join("backup/app.conf"), "listen = 8080\n").unwrap();
+    // The reviewer's exfiltration: an absolute symlink to the key.
+    std::os::unix::fs::symlink(&key, etc.join("backup/backup.conf")).unwrap();
+    // Not only the key: anything in the data directory (the ledger …).
+    std::fs::write(data.join("ledger.db"), "ledger-internals").unwrap();
+    std::os::unix::fs::symlink(data.join("ledger.db"), etc.join("backup/ledger.conf")).unwrap();
+    // A relative one, and one through another name of the data directory.
+    std::os::unix::fs::symlink(
+        "../../var/lib/evidence-agent/keys/host.key",
+        etc.join("backup/relative.conf"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&data, base.join("alias")).unwrap();
+    std::os::unix::fs::symlink(
+        base.join("alias/keys/host.key"),
+        etc.join("backup/via-alias.conf"),
+    )
+    .unwrap();
+    // An ordinary symlink, as /etc/os-release -> ../usr/lib/os-release, is still followed.
+    std::fs::write(base.join("usr/lib/os-release"), "ID=debian\n").unwrap();
+    std::os::unix::fs::symlink("../usr/lib/os-release", etc.join("os-release")).unwrap();
+
+    // Protected paths given by another name, and one that does not exist yet.
+    let protected = [base.join("alias"), key, base.join("alias/spool/not-yet")];
+    let settings = patterns(&base, &["etc/backup/*", "etc/os-release", "var/lib/**"]);
+    let spool = tempfile::tempdir().unwrap();
+    // Redaction off: the protection does not depend on it.
+    for settings in [settings.clone(), format!("{settings}\nredact = false")] {
+        let snapshot = files_collector(&settings)
+            .collect(ctx_protecting(spool.path(), &protected))
+            .await
+            .expect("the run succeeds");
+        let all = bytes(&snapshot);
+        assert!(
+            !contains(&all, AGENT_KEY_SECRET.as_bytes()),
+            "the key leaked"
+        );
+        assert!(!contains(&all, b"PRIVATE+KEY"), "the key leaked");
+        assert!(!contains(&all, b"ledger-internals"), "the ledger leaked");
+        assert!(!snapshot.details.to_string().contains(AGENT_KEY_SECRET));
+        let items = items(&snapshot);
+        let ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+        let b = base.display();
+        assert_eq!(
+            ids,
+            vec![
+                format!("{b}/etc/backup/app.conf"),
+                format!("{b}/etc/os-release")
+            ]
+        );
+        let os_release = find(&items, "file", &format!("{b}/etc/os-release"));
+        assert_eq!(os_release["content"], "ID=debian\n");
+        assert_eq!(os_release["link_target"], "../usr/lib/os-release");
+        for refused in [
+            "etc/backup/backup.conf",
+            "etc/backup/ledger.conf",
+            "etc/backup/relative.conf",
+            "etc/backup/via-alias.conf",
+            "var/lib/evidence-agent/keys/host.key",
+            "var/lib/evidence-agent/ledger.db",
+        ] {
+            assert!(
+                has_warning(&snapshot, &[&format!("{b}/{refused}"), REFUSED]),
+                "{refused}: {:?}",
+                warnings(&snapshot)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn secrets_in_json_yaml_blocks_pgbackrest_pgpass_and_key_copies_are_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let secrets = [
+        "hunter2",
+        "tok-abc123",
+        "blockSecret1",
+        "blockSecret2",
+        "zWaf6XtpjIVZC5444yXB",
+        "rcl0neObscured",
+        "PgPassw0rd",
+        "Passw0rd",
+        AGENT_KEY_SECRET,
+    ];
+    for (name, text) in [
+        (
+            "app.json",
+            r#"{"db":{"password":"hunter2"},"api":{"token":"tok-abc123"}}"#.to_owned(),
+        ),
+        (
+            "app.yaml",
+            "db:\n  password: |\n    blockSecret1\n    blockSecret2\n  user: app\n".to_owned(),
+        ),
+        (
+            "pgbackrest.conf",
+            "[global]\nrepo1-cipher-pass=zWaf6XtpjIVZC5444yXB\nrepo1-cipher-type=aes-256-cbc\n"
+                .to_owned(),
+        ),
+        (
+            "rclone.conf",
+            "[r]\ntype = sftp\npass = rcl0neObscured\n".to_owned(),
+        ),
+        (
+            ".pgpass",
+            "db.internal:5432:*:backup:PgPassw0rd\n".to_owned(),
+        ),
+        ("env", "password=/Passw0rd\n".to_owned()),
+        ("key-copy.txt", format!("{AGENT_KEY}\n")),
+    ] {
+        std::fs::write(base.join(name), text).unwrap();
+    }
+    let spool = tempfile::tempdir().unwrap();
+    let snapshot = collect(
+        &*files_collector(&patterns(base, &["*", ".pgpass"])),
+        spool.path(),
+    )
+    .await
+    .unwrap();
+    let all = bytes(&snapshot);
+    for secret in secrets {
+        assert!(
+            !contains(&all, secret.as_bytes()),
+            "{secret} leaked: {}",
+            String::from_utf8_lossy(&all)
+        );
+    }
+    let items = items(&snapshot);
+    assert_eq!(items.len(), 7);
+    for item in &items {
+        assert!(
+            item["content"]
+                .as_str()
+                .unwrap()
+                .contains("[REDACTED sha256:"),
+            "{item}"
+        );
+    }
+    let b = base.display();
+    assert_eq!(
+        find(&items, "file", &format!("{b}/app.json"))["redactions"],
+        2
+    );
+    assert_eq!(
+        find(&items, "file", &format!("{b}/app.yaml"))["redactions"],
+        1
+    );
+    let pgpass = find(&items, "file", &format!("{b}/.pgpass"));
+    assert!(pgpass["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("db.internal:5432:*:backup:[REDACTED sha256:"));
 }

@@ -323,6 +323,14 @@ async fn settings_are_checked() {
     );
     assert_eq!(refused("rooot = \"/\"")[0].key.as_deref(), Some("rooot"));
     assert!(refused("rooot = \"/\"")[0].message.contains("rooot"));
+    // A value of the wrong type names its key, so check-config can point at it.
+    assert_eq!(refused("root = 5")[0].key.as_deref(), Some("root"));
+    assert_eq!(
+        refused("authorized_keys_files = \".ssh/keys\"")[0]
+            .key
+            .as_deref(),
+        Some("authorized_keys_files")
+    );
     assert_eq!(
         refused("authorized_keys_files = [\"\"]")[0].key.as_deref(),
         Some("authorized_keys_files")
@@ -340,4 +348,55 @@ async fn the_real_host_can_be_read_without_failing() {
         .expect("the local host's accounts are readable");
     let items = items(&snapshot);
     assert!(items.iter().any(|i| i["type"] == "user" && i["uid"] == 0));
+}
+
+#[tokio::test]
+async fn includes_and_key_files_leading_into_protected_data_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("linux_root"), root.path());
+    let agent = tempfile::tempdir().unwrap();
+    let (data, key) = agent_data(agent.path());
+    let r = root.path();
+    // The key line would otherwise be read as a sudo rule, and the key file as a key list.
+    std::os::unix::fs::symlink(&key, r.join("etc/sudoers.d/zz-agent")).unwrap();
+    std::fs::remove_file(r.join("home/alice/.ssh/authorized_keys")).unwrap();
+    std::os::unix::fs::symlink(&key, r.join("home/alice/.ssh/authorized_keys")).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let collector = accounts(r);
+    let snapshot = collector
+        .collect(ctx_protecting(spool.path(), std::slice::from_ref(&data)))
+        .await
+        .expect("the run succeeds");
+    let items = items(&snapshot);
+    let content = bytes(&snapshot);
+    let details = snapshot.details.to_string();
+    for leak in [AGENT_KEY_SECRET, "PRIVATE+KEY"] {
+        assert!(
+            !contains(&content, leak.as_bytes()),
+            "{leak} in the content"
+        );
+        assert!(!details.contains(leak), "{leak} in the details");
+    }
+    assert!(has_warning(
+        &snapshot,
+        &["/etc/sudoers.d/zz-agent", REFUSED]
+    ));
+    assert!(has_warning(
+        &snapshot,
+        &["/home/alice/.ssh/authorized_keys", REFUSED]
+    ));
+    // Everything else is still read.
+    assert!(items.iter().any(|i| i["type"] == "sudo_rule"));
+    find(&items, "user", "alice");
+
+    // A required file that leads there fails the run, naming it.
+    std::fs::remove_file(r.join("etc/passwd")).unwrap();
+    std::os::unix::fs::symlink(&key, r.join("etc/passwd")).unwrap();
+    let err = collector
+        .collect(ctx_protecting(spool.path(), std::slice::from_ref(&data)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("etc/passwd") && err.contains(REFUSED), "{err}");
+    assert!(!err.contains(AGENT_KEY_SECRET));
 }

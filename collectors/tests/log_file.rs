@@ -3,7 +3,7 @@
 
 mod common;
 
-use collectors::{CollectError, Snapshot};
+use collectors::{CollectContext, CollectError, Snapshot};
 use common::*;
 use serde_json::Value;
 use std::io::Write;
@@ -330,4 +330,50 @@ fn settings_are_checked() {
     assert!(refused("path = \"/var/log/x\"\nmax_segment_bytes = -1")[0]
         .message
         .contains("-1"));
+}
+
+#[tokio::test]
+async fn a_log_path_or_rotated_file_leading_into_protected_data_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let (data, key) = agent_data(&base);
+    let path = base.join("app.log");
+    std::os::unix::fs::symlink(&key, &path).unwrap();
+    let collector = build(
+        "log_file",
+        &format!("path = {:?}", path.display().to_string()),
+    );
+    let spool = tempfile::tempdir().unwrap();
+    let err = collector
+        .collect(ctx_protecting(spool.path(), std::slice::from_ref(&data)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains(REFUSED),
+        "{err}"
+    );
+    assert!(!err.contains(AGENT_KEY_SECRET));
+
+    // The live file is fine, but the rotated-away one it is recognised by leads to the key.
+    std::fs::remove_file(&path).unwrap();
+    append(&path, &lines(0..2));
+    let first = collector
+        .collect(ctx_protecting(spool.path(), std::slice::from_ref(&data)))
+        .await
+        .expect("an ordinary log is read");
+    let mut rotated = path.clone().into_os_string();
+    rotated.push(".1");
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&key, &rotated).unwrap();
+    append(&path, &lines(2..3));
+    let err = collector
+        .collect(CollectContext {
+            cursor: first.cursor,
+            ..ctx_protecting(spool.path(), std::slice::from_ref(&data))
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("app.log.1") && err.contains(REFUSED), "{err}");
 }

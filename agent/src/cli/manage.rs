@@ -196,7 +196,11 @@ fn choose_verifier(
         if vkey.exists() {
             let v = keys::read_vkey(&vkey)?;
             if v.name() != origin {
-                anyhow::bail!("{}: key is for {}, the ledger is {origin}", vkey.display(), v.name());
+                anyhow::bail!(
+                    "{}: key is for {}, the ledger is {origin}",
+                    vkey.display(),
+                    v.name()
+                );
             }
             return Ok((v, format!("pinned by the host key {}", vkey.display())));
         }

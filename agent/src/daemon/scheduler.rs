@@ -56,7 +56,10 @@ impl Scheduler {
             })
             .collect();
         if !interrupted.is_empty() {
-            self.ctx.ledger.call(move |l| l.append(interrupted)).await??;
+            self.ctx
+                .ledger
+                .call(move |l| l.append(interrupted))
+                .await??;
         }
         for c in self.collectors.iter().filter(|c| c.enabled) {
             let id = c.id.clone();
@@ -201,7 +204,8 @@ async fn collector_loop(
         // Fire times that passed while this loop was not looking are missed, not silently lost.
         next = c.schedule.next_after(fire);
         if next.is_some_and(|n| n < now) {
-            let why = "the agent could not start it on time (suspended, overloaded, or the clock jumped)";
+            let why =
+                "the agent could not start it on time (suspended, overloaded, or the clock jumped)";
             match record_missed_between(&ctx, &c, fire, now, why).await {
                 // Continue after the last fire time accounted for, so none is counted twice.
                 Ok(last) => next = c.schedule.next_after(last.unwrap_or(fire)),

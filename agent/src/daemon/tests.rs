@@ -111,7 +111,11 @@ async fn seed_scheduled_run(ctx: &RunContext, id: &str, at: chrono::DateTime<Utc
         config_sha256: [0; 32],
         outcome: Outcome::Failed("seed".into()),
     };
-    ctx.ledger.call(move |l| l.append(vec![entry])).await.unwrap().unwrap();
+    ctx.ledger
+        .call(move |l| l.append(vec![entry]))
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -120,23 +124,46 @@ async fn runs_missed_while_down_are_recorded_as_skipped() {
     let last = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
     seed_scheduled_run(&f.ctx, "every15", last).await;
     let s = Scheduler {
-        collectors: vec![collector("every15", "*/15 * * * *", Duration::from_secs(5), Gated::default())],
+        collectors: vec![collector(
+            "every15",
+            "*/15 * * * *",
+            Duration::from_secs(5),
+            Gated::default(),
+        )],
         ctx: f.ctx.clone(),
         permits: Arc::new(Semaphore::new(1)),
     };
-    s.record_missed(last + ChronoDuration::minutes(61)).await.unwrap();
+    s.record_missed(last + ChronoDuration::minutes(61))
+        .await
+        .unwrap();
     let st = statements(&f.ctx).await;
-    let missed: Vec<_> = st.iter().filter(|s| s.predicate.trigger == Trigger::Missed).collect();
-    let times: Vec<_> = missed.iter().map(|s| s.predicate.scheduled_for.as_str()).collect();
+    let missed: Vec<_> = st
+        .iter()
+        .filter(|s| s.predicate.trigger == Trigger::Missed)
+        .collect();
+    let times: Vec<_> = missed
+        .iter()
+        .map(|s| s.predicate.scheduled_for.as_str())
+        .collect();
     assert_eq!(
         times,
-        ["2026-03-01T10:15:00Z", "2026-03-01T10:30:00Z", "2026-03-01T10:45:00Z", "2026-03-01T11:00:00Z"]
+        [
+            "2026-03-01T10:15:00Z",
+            "2026-03-01T10:30:00Z",
+            "2026-03-01T10:45:00Z",
+            "2026-03-01T11:00:00Z"
+        ]
     );
     assert!(missed.iter().all(|s| s.predicate.status == Status::Skipped
-        && s.predicate.error.as_deref().is_some_and(|e| e.contains("not running"))));
+        && s.predicate
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("not running"))));
 
     // Starting again right away finds nothing more to record.
-    s.record_missed(last + ChronoDuration::minutes(61)).await.unwrap();
+    s.record_missed(last + ChronoDuration::minutes(61))
+        .await
+        .unwrap();
     assert_eq!(statements(&f.ctx).await.len(), st.len());
 }
 
@@ -146,26 +173,48 @@ async fn a_long_outage_is_summarized_in_one_entry() {
     let last = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
     seed_scheduled_run(&f.ctx, "minutely", last).await;
     let s = Scheduler {
-        collectors: vec![collector("minutely", "* * * * *", Duration::from_secs(5), Gated::default())],
+        collectors: vec![collector(
+            "minutely",
+            "* * * * *",
+            Duration::from_secs(5),
+            Gated::default(),
+        )],
         ctx: f.ctx.clone(),
         permits: Arc::new(Semaphore::new(1)),
     };
     // Three days down: 4319 missed minutes, more than are recorded one by one.
     const _: () = assert!(4319 > MISSED_ONE_BY_ONE);
-    s.record_missed(last + ChronoDuration::days(3)).await.unwrap();
+    s.record_missed(last + ChronoDuration::days(3))
+        .await
+        .unwrap();
     let st = statements(&f.ctx).await;
     assert_eq!(st.len(), 2);
     let summary = &st[1].predicate;
     assert_eq!(summary.trigger, Trigger::Missed);
-    assert!(summary.error.as_deref().unwrap().starts_with("4319 runs missed"), "{:?}", summary.error);
+    assert!(
+        summary
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("4319 runs missed"),
+        "{:?}",
+        summary.error
+    );
     assert_eq!(summary.scheduled_for, "2026-03-03T23:59:00Z");
 }
 
 #[tokio::test]
 async fn a_run_over_its_timeout_is_a_failed_entry() {
     let f = fixture();
-    let c = collector("slow", "@daily", Duration::from_millis(50), Gated::default());
-    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now()).await.unwrap();
+    let c = collector(
+        "slow",
+        "@daily",
+        Duration::from_millis(50),
+        Gated::default(),
+    );
+    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(r.status, "failed");
     assert_eq!(r.error.as_deref(), Some("timed out after 50ms"));
     let st = statements(&f.ctx).await;
@@ -176,11 +225,16 @@ async fn a_run_over_its_timeout_is_a_failed_entry() {
 #[tokio::test]
 async fn a_panicking_collector_is_a_failed_entry() {
     let f = fixture();
-    let gated = Gated { panic: true, ..Gated::default() };
+    let gated = Gated {
+        panic: true,
+        ..Gated::default()
+    };
     let gate = gated.gate.clone();
     gate.notify_one();
     let c = collector("buggy", "@daily", Duration::from_secs(30), gated);
-    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now()).await.unwrap();
+    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(r.status, "failed");
     assert!(r.error.unwrap().contains("panicked"));
 }
@@ -208,19 +262,34 @@ async fn a_fire_time_during_a_run_is_skipped_and_shutdown_records_the_unfinished
             skipped = true;
             break;
         }
-        tokio::time::timeout(Duration::from_millis(50), std::future::pending::<()>()).await.ok();
+        tokio::time::timeout(Duration::from_millis(50), std::future::pending::<()>())
+            .await
+            .ok();
     }
     assert!(skipped, "no skipped entry recorded while the run was busy");
     shutdown.cancel();
     f.ctx.hard_stop.cancel();
     task.await.unwrap();
     let st = statements(&f.ctx).await;
-    let skip = st.iter().find(|s| s.predicate.status == Status::Skipped).unwrap();
-    assert!(skip.predicate.error.as_deref().unwrap().contains("still running"));
+    let skip = st
+        .iter()
+        .find(|s| s.predicate.status == Status::Skipped)
+        .unwrap();
+    assert!(skip
+        .predicate
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("still running"));
     assert_eq!(skip.predicate.trigger, Trigger::Schedule);
     let last = st.last().unwrap();
     assert_eq!(last.predicate.status, Status::Failed);
-    assert!(last.predicate.error.as_deref().unwrap().contains("shut down"));
+    assert!(last
+        .predicate
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("shut down"));
 }
 
 #[tokio::test]
@@ -236,11 +305,18 @@ async fn a_run_interrupted_by_a_crash_is_recorded_as_failed_at_the_next_start() 
         .unwrap();
     seed_scheduled_run(&f.ctx, "slow", at + ChronoDuration::minutes(10)).await;
     let s = Scheduler {
-        collectors: vec![collector("slow", "*/10 * * * *", Duration::from_secs(5), Gated::default())],
+        collectors: vec![collector(
+            "slow",
+            "*/10 * * * *",
+            Duration::from_secs(5),
+            Gated::default(),
+        )],
         ctx: f.ctx.clone(),
         permits: Arc::new(Semaphore::new(1)),
     };
-    s.record_missed(at + ChronoDuration::minutes(15)).await.unwrap();
+    s.record_missed(at + ChronoDuration::minutes(15))
+        .await
+        .unwrap();
     let st = statements(&f.ctx).await;
     let interrupted: Vec<_> = st
         .iter()
@@ -248,10 +324,24 @@ async fn a_run_interrupted_by_a_crash_is_recorded_as_failed_at_the_next_start() 
         .collect();
     assert_eq!(interrupted.len(), 1, "{st:?}");
     assert_eq!(interrupted[0].predicate.status, Status::Failed);
-    assert!(interrupted[0].predicate.error.as_deref().unwrap().contains("stopped before the run finished"));
-    assert!(f.ctx.ledger.call(|l| l.pending_runs()).await.unwrap().unwrap().is_empty());
+    assert!(interrupted[0]
+        .predicate
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("stopped before the run finished"));
+    assert!(f
+        .ctx
+        .ledger
+        .call(|l| l.pending_runs())
+        .await
+        .unwrap()
+        .unwrap()
+        .is_empty());
     // A second start records nothing more.
-    s.record_missed(at + ChronoDuration::minutes(15)).await.unwrap();
+    s.record_missed(at + ChronoDuration::minutes(15))
+        .await
+        .unwrap();
     assert_eq!(statements(&f.ctx).await.len(), st.len());
 }
 
@@ -261,7 +351,16 @@ async fn a_completed_run_leaves_nothing_pending() {
     let gated = Gated::default();
     gated.gate.notify_one();
     let c = collector("quick", "@daily", Duration::from_secs(30), gated);
-    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now()).await.unwrap();
+    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(r.status, "ok");
-    assert!(f.ctx.ledger.call(|l| l.pending_runs()).await.unwrap().unwrap().is_empty());
+    assert!(f
+        .ctx
+        .ledger
+        .call(|l| l.pending_runs())
+        .await
+        .unwrap()
+        .unwrap()
+        .is_empty());
 }

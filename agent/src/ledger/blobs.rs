@@ -28,7 +28,8 @@ pub fn put(
     let chunks = size.div_ceil(CHUNK as u64) as i64;
     conn.prepare_cached("INSERT INTO blobs (digest, size, chunks) VALUES (?1, ?2, ?3)")?
         .execute(params![&digest[..], size as i64, chunks])?;
-    let mut insert = conn.prepare_cached("INSERT INTO blob_chunks (digest, seq, data) VALUES (?1, ?2, ?3)")?;
+    let mut insert =
+        conn.prepare_cached("INSERT INTO blob_chunks (digest, seq, data) VALUES (?1, ?2, ?3)")?;
     let mut buf = vec![0u8; CHUNK];
     let (mut seq, mut total) = (0i64, 0u64);
     loop {
@@ -84,7 +85,8 @@ pub fn copy_to(
     if size(conn, digest)?.is_none() {
         return Ok(None);
     }
-    let mut stmt = conn.prepare_cached("SELECT data FROM blob_chunks WHERE digest = ?1 ORDER BY seq")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT data FROM blob_chunks WHERE digest = ?1 ORDER BY seq")?;
     let mut rows = stmt.query([&digest[..]])?;
     let mut total = 0u64;
     while let Some(row) = rows.next()? {

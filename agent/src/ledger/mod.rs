@@ -56,7 +56,8 @@ impl From<ProofError<LedgerError>> for LedgerError {
 
 /// RFC 3339 UTC to the millisecond, with the fraction only when there is one.
 pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.trunc_subsecs(3).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    t.trunc_subsecs(3)
+        .to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// What happened in one run, as handed to [`Ledger::append`].

@@ -80,7 +80,13 @@ CREATE TABLE IF NOT EXISTS cursors (
 );
 ";
 
-const APPEND_ONLY: &[&str] = &["blobs", "blob_chunks", "entries", "tree_nodes", "checkpoints"];
+const APPEND_ONLY: &[&str] = &[
+    "blobs",
+    "blob_chunks",
+    "entries",
+    "tree_nodes",
+    "checkpoints",
+];
 
 pub fn create(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(TABLES)?;

@@ -104,7 +104,10 @@ pub fn verify(ledger: &Ledger, verifier: &NoteVerifier) -> Result<Report, Ledger
             ),
             Ok(cp) if cp.size != stored.size => report.checkpoint(
                 stored.size,
-                format!("signed tree size is {}, stored under {}", cp.size, stored.size),
+                format!(
+                    "signed tree size is {}, stored under {}",
+                    cp.size, stored.size
+                ),
             ),
             Ok(cp) => {
                 roots.insert(cp.size, cp.root);
@@ -132,7 +135,10 @@ pub fn verify(ledger: &Ledger, verifier: &NoteVerifier) -> Result<Report, Ledger
         check_entry(ledger, verifier, &e, &mut blob_ok, &mut report)?;
         let leaf = merkle::leaf_hash(&e.envelope);
         if leaf != e.leaf_hash {
-            report.entry(e.index, "stored leaf hash is not the hash of the stored envelope");
+            report.entry(
+                e.index,
+                "stored leaf hash is not the hash of the stored envelope",
+            );
         }
         // The tree is over positions: a missing entry leaves the rest of the tree unmatchable,
         // which the checkpoint comparison below reports.
@@ -186,7 +192,10 @@ pub fn verify(ledger: &Ledger, verifier: &NoteVerifier) -> Result<Report, Ledger
         if latest < size {
             report.entry(
                 latest,
-                format!("entries {latest}..{} are not covered by any signed checkpoint", size - 1),
+                format!(
+                    "entries {latest}..{} are not covered by any signed checkpoint",
+                    size - 1
+                ),
             );
         }
     }
@@ -247,7 +256,13 @@ fn check_entry(
             };
             blob_ok.insert(e.content_digest, ok);
             if ok && w.1 != p.content_size {
-                report.entry(e.index, format!("content has {} bytes, statement says {}", w.1, p.content_size));
+                report.entry(
+                    e.index,
+                    format!(
+                        "content has {} bytes, statement says {}",
+                        w.1, p.content_size
+                    ),
+                );
             }
             ok
         }

@@ -288,7 +288,10 @@ impl MemoryNodes {
             if last.len() < 2 {
                 break;
             }
-            let next = last.chunks_exact(2).map(|p| node_hash(&p[0], &p[1])).collect();
+            let next = last
+                .chunks_exact(2)
+                .map(|p| node_hash(&p[0], &p[1]))
+                .collect();
             levels.push(next);
         }
         MemoryNodes { levels }
@@ -311,7 +314,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: u64) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(format!("entry-{i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(format!("entry-{i}").as_bytes()))
+            .collect()
     }
 
     #[test]
@@ -331,7 +336,13 @@ mod tests {
                 wrong_leaf[31] ^= 1;
                 assert!(!verify_inclusion(&wrong_leaf, i, n, &p, &r));
                 if n > 1 {
-                    assert!(!verify_inclusion(&leaves(n)[i as usize], (i + 1) % n, n, &p, &r));
+                    assert!(!verify_inclusion(
+                        &leaves(n)[i as usize],
+                        (i + 1) % n,
+                        n,
+                        &p,
+                        &r
+                    ));
                 }
             }
             for m in 0..=n {

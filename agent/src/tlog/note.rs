@@ -57,7 +57,9 @@ pub struct NoteSigner {
 impl std::fmt::Debug for NoteSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("NoteSigner").field("name", &self.name).finish()
+        f.debug_struct("NoteSigner")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -97,13 +99,19 @@ impl NoteSigner {
     /// Sign `text` (which must end in a newline) and return the whole note.
     pub fn sign(&self, text: &str) -> Result<String, NoteError> {
         if !text.ends_with('\n') {
-            return Err(NoteError::Malformed("note text must end in a newline".into()));
+            return Err(NoteError::Malformed(
+                "note text must end in a newline".into(),
+            ));
         }
         let sig = self.key.sign(text.as_bytes());
         let mut blob = Vec::with_capacity(68);
         blob.extend_from_slice(&self.hash);
         blob.extend_from_slice(&sig.to_bytes());
-        Ok(format!("{text}\n{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob)))
+        Ok(format!(
+            "{text}\n{SIG_PREFIX}{} {}\n",
+            self.name,
+            B64.encode(blob)
+        ))
     }
 }
 
@@ -120,7 +128,8 @@ impl NoteVerifier {
         let vkey = vkey.trim_end_matches(['\n', '\r']);
         // Names cannot contain '+', base64 can: split from the left.
         let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(hash_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+        let (Some(name), Some(hash_hex), Some(key_b64)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             return Err(NoteError::BadKey("expected <name>+<hash>+<key>".into()));
         };
@@ -131,20 +140,24 @@ impl NoteVerifier {
             .ok()
             .filter(|_| hash_hex.len() == 8)
             .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| NoteError::BadKey(format!("key hash {hash_hex:?} is not 8 hex digits")))?;
+            .ok_or_else(|| {
+                NoteError::BadKey(format!("key hash {hash_hex:?} is not 8 hex digits"))
+            })?;
         let raw = B64
             .decode(key_b64)
             .map_err(|e| NoteError::BadKey(format!("key is not base64: {e}")))?;
         let [ALG_ED25519, key @ ..] = raw.as_slice() else {
             return Err(NoteError::BadKey("key is not an Ed25519 (0x01) key".into()));
         };
-        let key: [u8; 32] = key
-            .try_into()
-            .map_err(|_| NoteError::BadKey(format!("Ed25519 key has {} bytes, not 32", key.len())))?;
+        let key: [u8; 32] = key.try_into().map_err(|_| {
+            NoteError::BadKey(format!("Ed25519 key has {} bytes, not 32", key.len()))
+        })?;
         let key = VerifyingKey::from_bytes(&key)
             .map_err(|e| NoteError::BadKey(format!("not an Ed25519 point: {e}")))?;
         if key_hash(name, &key) != hash {
-            return Err(NoteError::BadKey("key hash does not match name and key".into()));
+            return Err(NoteError::BadKey(
+                "key hash does not match name and key".into(),
+            ));
         }
         Ok(NoteVerifier {
             name: name.to_owned(),
@@ -180,7 +193,9 @@ impl NoteVerifier {
             .ok_or_else(|| NoteError::Malformed("no blank line before the signatures".into()))?;
         let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
         if sigs.is_empty() || !sigs.ends_with('\n') {
-            return Err(NoteError::Malformed("signature block must end in a newline".into()));
+            return Err(NoteError::Malformed(
+                "signature block must end in a newline".into(),
+            ));
         }
         let mut found = false;
         for line in sigs.lines() {
@@ -213,7 +228,13 @@ impl std::fmt::Display for NoteVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{}+{}", self.name, hex::encode(self.hash), B64.encode(raw))
+        write!(
+            f,
+            "{}+{}+{}",
+            self.name,
+            hex::encode(self.hash),
+            B64.encode(raw)
+        )
     }
 }
 
@@ -230,7 +251,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The note text: origin, size, base64 root, extension lines, each ending in a newline.
     pub fn to_text(&self) -> String {
-        let mut text = format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root));
+        let mut text = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        );
         for ext in &self.extensions {
             text.push_str(ext);
             text.push('\n');
@@ -241,16 +267,23 @@ impl Checkpoint {
     /// Parse a checkpoint's note text (as returned by [`NoteVerifier::open`]).
     pub fn parse(text: &str) -> Result<Checkpoint, NoteError> {
         let bad = |m: &str| NoteError::BadCheckpoint(m.to_owned());
-        let body = text.strip_suffix('\n').ok_or_else(|| bad("text must end in a newline"))?;
+        let body = text
+            .strip_suffix('\n')
+            .ok_or_else(|| bad("text must end in a newline"))?;
         let mut lines = body.split('\n');
-        let origin = lines.next().filter(|o| !o.is_empty()).ok_or_else(|| bad("no origin line"))?;
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| bad("no origin line"))?;
         let size_line = lines.next().ok_or_else(|| bad("no tree size line"))?;
         // Decimal with no sign and no leading zeros, as the spec asks.
         if size_line.is_empty()
             || !size_line.bytes().all(|b| b.is_ascii_digit())
             || (size_line.len() > 1 && size_line.starts_with('0'))
         {
-            return Err(bad(&format!("tree size {size_line:?} is not a decimal number")));
+            return Err(bad(&format!(
+                "tree size {size_line:?} is not a decimal number"
+            )));
         }
         let size = size_line
             .parse()

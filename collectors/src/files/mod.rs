@@ -12,13 +12,16 @@
 //! Guarantees: the content is streamed item by item into the spool, in id order, so the run
 //! holds one file in memory at a time; a file over `max_file_size`, or one that matched but
 //! cannot be read, fails the run naming the path; patterns that match nothing, symlink loops and
-//! non-regular files are skipped with a warning in `details.warnings`; with redaction on, neither
-//! a secret value nor a hash of the secret-bearing bytes is ever published.
+//! non-regular files are skipped with a warning in `details.warnings`, and so is a file inside
+//! the agent's protected data (`CollectContext::protected_paths`), whichever symlink leads there
+//! ("refused: inside the agent's protected data"); with redaction on, neither a secret value nor
+//! a hash of the secret-bearing bytes is ever published.
 
 mod owner;
 mod pattern;
+pub(crate) mod protect;
 pub(crate) mod read;
-mod redact;
+pub(crate) mod redact;
 
 use crate::registry::parse_settings;
 use crate::{canonical, CollectContext, CollectError, Collector, ContentWriter, SettingError};
@@ -26,6 +29,7 @@ use crate::{Snapshot, MEDIA_TYPE_JSON};
 use base64::Engine as _;
 use owner::Owners;
 use pattern::{PathPattern, Walk};
+use protect::Protected;
 use read::{ReadError, Warnings};
 use redact::Redactor;
 use serde::Deserialize;
@@ -158,6 +162,7 @@ impl Collector for FilesCollector {
 
 fn collect_blocking(config: &Config, ctx: &CollectContext) -> Result<Snapshot, CollectError> {
     let mut warnings = Warnings::default();
+    let protected = Protected::new(&ctx.protected_paths);
     let matches = expand_all(&config.patterns, &mut warnings)?;
     let redactor = config
         .redact
@@ -171,7 +176,7 @@ fn collect_blocking(config: &Config, ctx: &CollectContext) -> Result<Snapshot, C
     let mut owners = Owners::default();
     let mut item_count: u64 = 0;
     for (id, path) in &matches {
-        let (bytes, meta) = match read::read_capped(path, config.max_file_size) {
+        let (bytes, meta) = match read::read_capped(path, config.max_file_size, &protected) {
             Ok(read) => read,
             Err(ReadError::NotFound) => {
                 warnings.push(format!(
@@ -181,6 +186,10 @@ fn collect_blocking(config: &Config, ctx: &CollectContext) -> Result<Snapshot, C
             }
             Err(err @ (ReadError::Loop | ReadError::NotRegular(_))) => {
                 warnings.push(format!("{id}: skipped, {}", err.reason()));
+                continue;
+            }
+            Err(err @ ReadError::Protected) => {
+                warnings.push(format!("{id}: {}", err.reason()));
                 continue;
             }
             Err(err) => return Err(err.into_collect_error(path)),
@@ -245,11 +254,19 @@ fn file_item(
     owners: &mut Owners,
 ) -> Value {
     let size = bytes.len();
+    let link = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_symlink())
+        .and_then(|_| std::fs::read_link(path).ok());
     // With redaction on, everything published, the hash included, is of the redacted bytes:
     // a hash of the raw file would let anyone holding the evidence confirm a guessed secret
     // offline, by hashing the file with the guess put in place of the marker.
     let (published, redactions) = match redactor {
-        Some(redactor) => redactor.redact(&bytes),
+        // A file's format (`.pgpass`) is known by its name, or by the name its symlink names.
+        Some(redactor) => match link.as_deref().filter(|target| redact::is_pgpass(target)) {
+            Some(target) => redactor.redact_file(&bytes, target),
+            None => redactor.redact_file(&bytes, path),
+        },
         None => (bytes, 0),
     };
     let sha256 = hex::encode(Sha256::digest(&published));
@@ -260,11 +277,7 @@ fn file_item(
             "base64",
         ),
     };
-    let link_target = std::fs::symlink_metadata(path)
-        .ok()
-        .filter(|m| m.file_type().is_symlink())
-        .and_then(|_| std::fs::read_link(path).ok())
-        .map(|target| target.to_string_lossy().into_owned());
+    let link_target = link.map(|target| target.to_string_lossy().into_owned());
     let mtime = chrono::DateTime::from_timestamp(
         meta.mtime(),
         u32::try_from(meta.mtime_nsec()).unwrap_or(0),

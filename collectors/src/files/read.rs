@@ -6,8 +6,10 @@
 //! in is never read (the open is non-blocking, so a FIFO cannot hang the run either); reads never
 //! take more than the caller's limit plus one byte, so a file that grows, or a pseudo-file whose
 //! size is not known, cannot exhaust memory; a symlink loop is reported as such (`ELOOP`), never
-//! followed forever. Errors carry no file contents.
+//! followed forever; a file inside the agent's protected data is never read, whatever path led
+//! to it (see [`Protected`]). Errors carry no file contents.
 
+use crate::files::protect::Protected;
 use crate::CollectError;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
@@ -27,6 +29,8 @@ pub(crate) enum ReadError {
     TooLarge { size: u64, limit: u64 },
     /// Any other failure, such as permission denied.
     Io { op: &'static str, source: io::Error },
+    /// Inside the agent's protected data (its data directory or key).
+    Protected,
 }
 
 impl ReadError {
@@ -49,6 +53,7 @@ impl ReadError {
                 format!("{size} bytes is over the limit of {limit} bytes")
             }
             ReadError::Io { op, source } => format!("cannot {op}: {source}"),
+            ReadError::Protected => PROTECTED_REASON.to_owned(),
         }
     }
 
@@ -83,12 +88,25 @@ fn file_kind(meta: &Metadata) -> Option<&'static str> {
     }
 }
 
-/// Open `path` (following symlinks) for reading if, and only if, it is a regular file.
-pub(crate) fn open_regular(path: &Path) -> Result<(File, Metadata), ReadError> {
+/// The reason given for a file that is refused because it is the agent's own.
+pub(crate) const PROTECTED_REASON: &str = "refused: inside the agent's protected data";
+
+/// The metadata of `path` (following symlinks) if it is a regular file. Nothing is opened.
+pub(crate) fn stat_regular(path: &Path) -> Result<Metadata, ReadError> {
     let meta = std::fs::metadata(path).map_err(|e| ReadError::from_io("stat", e))?;
-    if let Some(what) = file_kind(&meta) {
-        return Err(ReadError::NotRegular(what));
+    match file_kind(&meta) {
+        Some(what) => Err(ReadError::NotRegular(what)),
+        None => Ok(meta),
     }
+}
+
+/// Open `path` (following symlinks) for reading if, and only if, it is a regular file outside
+/// the `protected` paths (checked on the opened descriptor).
+pub(crate) fn open_regular(
+    path: &Path,
+    protected: &Protected,
+) -> Result<(File, Metadata), ReadError> {
+    stat_regular(path)?;
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -98,12 +116,20 @@ pub(crate) fn open_regular(path: &Path) -> Result<(File, Metadata), ReadError> {
     if let Some(what) = file_kind(&meta) {
         return Err(ReadError::NotRegular(what));
     }
+    if protected.refuses(&file, &meta, path) {
+        return Err(ReadError::Protected);
+    }
     Ok((file, meta))
 }
 
-/// Read the whole regular file at `path`, refusing anything over `limit` bytes.
-pub(crate) fn read_capped(path: &Path, limit: u64) -> Result<(Vec<u8>, Metadata), ReadError> {
-    let (file, meta) = open_regular(path)?;
+/// Read the whole regular file at `path`, refusing anything over `limit` bytes and anything
+/// inside the `protected` paths.
+pub(crate) fn read_capped(
+    path: &Path,
+    limit: u64,
+    protected: &Protected,
+) -> Result<(Vec<u8>, Metadata), ReadError> {
+    let (file, meta) = open_regular(path, protected)?;
     if meta.len() > limit {
         return Err(ReadError::TooLarge {
             size: meta.len(),
@@ -176,7 +202,7 @@ mod tests {
         // SAFETY: a valid NUL-terminated path; mkfifo does not retain the pointer.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
         assert!(matches!(
-            read_capped(&fifo, 10),
+            read_capped(&fifo, 10, &Protected::default()),
             Err(ReadError::NotRegular("a FIFO"))
         ));
     }
@@ -184,7 +210,7 @@ mod tests {
     #[test]
     fn a_pseudo_file_without_a_size_is_still_capped() {
         // /proc files report size 0 but have content: the cap applies to what is read.
-        let result = read_capped(Path::new("/proc/self/status"), 8);
+        let result = read_capped(Path::new("/proc/self/status"), 8, &Protected::default());
         assert!(matches!(
             result,
             Err(ReadError::TooLarge { size: 9, limit: 8 })

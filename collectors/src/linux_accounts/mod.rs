@@ -14,12 +14,16 @@
 //! Guarantees: no password hash, nor any part of one, is read into anything but a local
 //! variable; shadow, sudoers and keys that cannot be read (the quickstart runs unprivileged) are
 //! warnings in `details.warnings`, not failures; malformed lines are skipped with a `file:line`
-//! warning; invalid UTF-8 is decoded lossily with a warning; each file is capped at 16 MiB.
+//! warning; invalid UTF-8 is decoded lossily with a warning; each file is capped at 16 MiB; a
+//! file inside the agent's protected data (`CollectContext::protected_paths`), whatever symlink
+//! or include leads there, is never read: it is a warning ("refused: inside the agent's protected
+//! data"), or a failed run for `/etc/passwd` and `/etc/group`.
 
 mod passwd;
 mod ssh_keys;
 mod sudoers;
 
+use crate::files::protect::Protected;
 use crate::files::read::{self, ReadError, Warnings};
 use crate::registry::parse_settings;
 use crate::{canonical, CollectContext, CollectError, Collector, Content, SettingError};
@@ -94,17 +98,17 @@ impl Collector for LinuxAccountsCollector {
         "linux_accounts"
     }
 
-    async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, CollectError> {
+    async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, CollectError> {
         let settings = Arc::clone(&self.settings);
-        tokio::task::spawn_blocking(move || collect_blocking(&settings))
-            .await
-            .map_err(|e| {
-                CollectError::Other(format!("the linux_accounts collector stopped: {e}"))
-            })?
+        tokio::task::spawn_blocking(move || {
+            collect_blocking(&settings, Protected::new(&ctx.protected_paths))
+        })
+        .await
+        .map_err(|e| CollectError::Other(format!("the linux_accounts collector stopped: {e}")))?
     }
 
     fn check(&self) -> Vec<SettingError> {
-        let passwd = Host::new(&self.settings.root).real("/etc/passwd");
+        let passwd = Host::new(&self.settings.root, Protected::default()).real("/etc/passwd");
         if passwd.is_file() {
             Vec::new()
         } else {
@@ -120,6 +124,7 @@ impl Collector for LinuxAccountsCollector {
 /// (as seen from inside the root).
 pub(super) struct Host<'r> {
     root: &'r Path,
+    protected: Protected,
     pub(super) warnings: Warnings,
     /// Host paths read successfully, in the order read.
     sources: Vec<String>,
@@ -127,9 +132,10 @@ pub(super) struct Host<'r> {
 }
 
 impl<'r> Host<'r> {
-    fn new(root: &'r Path) -> Host<'r> {
+    fn new(root: &'r Path, protected: Protected) -> Host<'r> {
         Host {
             root,
+            protected,
             warnings: Warnings::default(),
             sources: Vec::new(),
             hostname: None,
@@ -153,7 +159,8 @@ impl<'r> Host<'r> {
 
     /// Read a host file as text (lossily, with a warning) within the size cap.
     pub(super) fn read(&mut self, host_path: &str) -> Result<(String, Metadata), ReadError> {
-        let (bytes, meta) = read::read_capped(&self.real(host_path), MAX_FILE_SIZE)?;
+        let (bytes, meta) =
+            read::read_capped(&self.real(host_path), MAX_FILE_SIZE, &self.protected)?;
         self.sources.push(host_path.to_owned());
         Ok((
             read::decode_lossy(bytes, host_path, &mut self.warnings),
@@ -164,7 +171,7 @@ impl<'r> Host<'r> {
     /// The short host name from the root's `/etc/hostname`, for sudo's `%h`.
     pub(super) fn short_hostname(&mut self) -> Option<String> {
         if self.hostname.is_none() {
-            let name = read::read_capped(&self.real("/etc/hostname"), 4096)
+            let name = read::read_capped(&self.real("/etc/hostname"), 4096, &self.protected)
                 .ok()
                 .and_then(|(bytes, _)| String::from_utf8(bytes).ok())
                 .and_then(|text| {
@@ -177,8 +184,8 @@ impl<'r> Host<'r> {
     }
 }
 
-fn collect_blocking(settings: &Settings) -> Result<Snapshot, CollectError> {
-    let mut host = Host::new(&settings.root);
+fn collect_blocking(settings: &Settings, protected: Protected) -> Result<Snapshot, CollectError> {
+    let mut host = Host::new(&settings.root, protected);
     let required = |host: &mut Host, path: &str| {
         host.read(path)
             .map(|(text, _)| text)

@@ -17,11 +17,13 @@
 //! Guarantees: content is the raw bytes (`application/octet-stream`), streamed through the spool;
 //! only complete lines are taken from the live file (up to its last `\n`), while a rotated-away
 //! file is taken to its end; `item_count` is the number of lines; a missing or non-regular
-//! `path` fails the run.
+//! `path` fails the run, and so does a `path` or `<path>.1` that is (or leads by a symlink into)
+//! the agent's protected data (`CollectContext::protected_paths`), checked on the opened file.
 
 mod segment;
 
-use crate::files::read::{self, Warnings};
+use crate::files::protect::Protected;
+use crate::files::read::{self, ReadError, Warnings};
 use crate::registry::parse_settings;
 use crate::MEDIA_TYPE_OCTETS;
 use crate::{CollectContext, CollectError, Collector, ContentWriter, SettingError, Snapshot};
@@ -102,7 +104,7 @@ impl Collector for LogFileCollector {
     }
 
     fn check(&self) -> Vec<SettingError> {
-        match read::open_regular(&self.settings.path) {
+        match read::stat_regular(&self.settings.path) {
             Ok(_) => Vec::new(),
             Err(err) => vec![SettingError::new(
                 Some("path"),
@@ -115,6 +117,7 @@ impl Collector for LogFileCollector {
 /// One run: the content being written, what is left of the byte budget, and what was read.
 struct Run<'a> {
     spool_dir: &'a Path,
+    protected: Protected,
     writer: ContentWriter,
     budget: u64,
     lines: u64,
@@ -169,8 +172,9 @@ impl Run<'_> {
                 cursor.offset
             )
         };
-        let (file, meta) = match read::open_regular(&rotated) {
+        let (file, meta) = match read::open_regular(&rotated, &self.protected) {
             Ok(opened) => opened,
+            Err(err @ ReadError::Protected) => return Err(err.into_collect_error(&rotated)),
             Err(err) => {
                 self.warnings
                     .push(lost(format!("{}: {}", rotated.display(), err.reason())));
@@ -212,10 +216,13 @@ impl Run<'_> {
 
 fn collect_blocking(settings: &Settings, ctx: &CollectContext) -> Result<Snapshot, CollectError> {
     let path = settings.path.as_path();
-    let (live, meta) = read::open_regular(path).map_err(|e| e.into_collect_error(path))?;
+    let protected = Protected::new(&ctx.protected_paths);
+    let (live, meta) =
+        read::open_regular(path, &protected).map_err(|e| e.into_collect_error(path))?;
     let (size, dev, inode) = (meta.len(), meta.dev(), meta.ino());
     let mut run = Run {
         spool_dir: &ctx.spool_dir,
+        protected,
         writer: ContentWriter::new(&ctx.spool_dir),
         budget: settings.max_segment_bytes,
         lines: 0,

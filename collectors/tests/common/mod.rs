@@ -34,6 +34,33 @@ pub fn ctx_with_cursor(spool: &Path, cursor: Option<Value>) -> CollectContext {
     }
 }
 
+/// A context whose protected paths (the agent's data directory and key) are `protected`.
+pub fn ctx_protecting(spool: &Path, protected: &[PathBuf]) -> CollectContext {
+    CollectContext {
+        protected_paths: protected.to_vec(),
+        ..ctx(spool)
+    }
+}
+
+/// An evidence-agent private key line, as the agent writes its key file.
+pub const AGENT_KEY: &str =
+    "PRIVATE+KEY+web-01+5a3b9c1d+AQj0o5ZqKzXcYd8mNnW1Jg7bK3sPpQ8uT2vR6wE4yH9=";
+/// A part of [`AGENT_KEY`] that must never show up in evidence.
+pub const AGENT_KEY_SECRET: &str = "AQj0o5ZqKzXcYd8mNnW1Jg7bK3sPpQ8uT2vR6wE4yH9";
+
+/// The agent's data directory under `base` with its key, as the daemon lays them out.
+/// Returns (data directory, key path).
+pub fn agent_data(base: &Path) -> (PathBuf, PathBuf) {
+    let data = base.join("var/lib/evidence-agent");
+    std::fs::create_dir_all(data.join("keys")).unwrap();
+    let key = data.join("keys/host.key");
+    std::fs::write(&key, format!("{AGENT_KEY}\n")).unwrap();
+    (data, key)
+}
+
+/// The message given for a file refused because it is the agent's own.
+pub const REFUSED: &str = "refused: inside the agent's protected data";
+
 pub async fn collect(collector: &dyn Collector, spool: &Path) -> Result<Snapshot, CollectError> {
     collector.collect(ctx(spool)).await
 }
