@@ -87,6 +87,15 @@ fn fixture() -> Fixture {
     }
 }
 
+/// A scheduler of one collector over the fixture's ledger, with `permits` concurrent runs.
+fn scheduler(f: &Fixture, c: Arc<CollectorConfig>, permits: usize) -> Scheduler {
+    Scheduler {
+        collectors: vec![c],
+        ctx: f.ctx.clone(),
+        permits: Arc::new(Semaphore::new(permits)),
+    }
+}
+
 async fn statements(ctx: &RunContext) -> Vec<statement::Statement> {
     ctx.ledger
         .call(|l| {
@@ -123,16 +132,16 @@ async fn runs_missed_while_down_are_recorded_as_skipped() {
     let f = fixture();
     let last = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
     seed_scheduled_run(&f.ctx, "every15", last).await;
-    let s = Scheduler {
-        collectors: vec![collector(
+    let s = scheduler(
+        &f,
+        collector(
             "every15",
             "*/15 * * * *",
             Duration::from_secs(5),
             Gated::default(),
-        )],
-        ctx: f.ctx.clone(),
-        permits: Arc::new(Semaphore::new(1)),
-    };
+        ),
+        1,
+    );
     s.record_missed(last + ChronoDuration::minutes(61))
         .await
         .unwrap();
@@ -172,16 +181,16 @@ async fn a_long_outage_is_summarized_in_one_entry() {
     let f = fixture();
     let last = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
     seed_scheduled_run(&f.ctx, "minutely", last).await;
-    let s = Scheduler {
-        collectors: vec![collector(
+    let s = scheduler(
+        &f,
+        collector(
             "minutely",
             "* * * * *",
             Duration::from_secs(5),
             Gated::default(),
-        )],
-        ctx: f.ctx.clone(),
-        permits: Arc::new(Semaphore::new(1)),
-    };
+        ),
+        1,
+    );
     // Three days down: 4319 missed minutes, more than are recorded one by one.
     const _: () = assert!(4319 > MISSED_ONE_BY_ONE);
     s.record_missed(last + ChronoDuration::days(3))
@@ -304,16 +313,16 @@ async fn a_run_interrupted_by_a_crash_is_recorded_as_failed_at_the_next_start() 
         .unwrap()
         .unwrap();
     seed_scheduled_run(&f.ctx, "slow", at + ChronoDuration::minutes(10)).await;
-    let s = Scheduler {
-        collectors: vec![collector(
+    let s = scheduler(
+        &f,
+        collector(
             "slow",
             "*/10 * * * *",
             Duration::from_secs(5),
             Gated::default(),
-        )],
-        ctx: f.ctx.clone(),
-        permits: Arc::new(Semaphore::new(1)),
-    };
+        ),
+        1,
+    );
     s.record_missed(at + ChronoDuration::minutes(15))
         .await
         .unwrap();
