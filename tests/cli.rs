@@ -378,6 +378,18 @@ fn data_dir_overrides_the_config_for_every_command() {
     }
     let out = agent(&["--config", c, "--data-dir", o, "check-config"]);
     assert!(out.status.success(), "{}", text(&out));
+
+    // keygen too: with no configuration, the host id is the hostname.
+    let fresh = dir.path().join("fresh");
+    let out = agent(&[
+        "--config",
+        n,
+        "--data-dir",
+        fresh.to_str().unwrap(),
+        "keygen",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(fresh.join("keys/host.key").exists() && fresh.join("keys/host.vkey").exists());
 }
 
 #[test]

@@ -273,3 +273,93 @@ fn a_doctored_index_is_an_error_not_a_panic() {
     let err = verify(&ledger, &signer().verifier()).unwrap_err();
     assert!(err.to_string().contains("negative"), "{err}");
 }
+
+#[test]
+fn tiles_and_entry_bundles_rebuild_the_signed_root() {
+    use evidence_agent::tlog::tiles;
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 300);
+    let ledger = Ledger::open_read_only(&path).unwrap();
+    let v = signer().verifier();
+    let cp = Checkpoint::parse(
+        v.open(&ledger.latest_checkpoint().unwrap().unwrap().note)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cp.size, 300);
+
+    // A verifier holding only the tiles and bundles: bundles give the leaves, whose hashes must
+    // be the level-0 tiles; the level-0 hashes rebuild the signed root.
+    let mut leaf_hashes = Vec::new();
+    for tile in tiles::tiles_for_size(cp.size) {
+        let bytes = ledger.tile(tile).unwrap();
+        assert_eq!(bytes.len() as u64, tile.width * 32);
+        if tile.level == 0 {
+            let bundle = ledger.entry_bundle(tile).unwrap();
+            let entries = tiles::parse_entry_bundle(&bundle).unwrap();
+            let hashes: Vec<u8> = entries.iter().flat_map(|e| merkle::leaf_hash(e)).collect();
+            assert_eq!(hashes, bytes, "{}", tile.path());
+            leaf_hashes.extend(hashes.chunks(32).map(|h| <[u8; 32]>::try_from(h).unwrap()));
+        }
+    }
+    let rebuilt = merkle::MemoryNodes::new(leaf_hashes);
+    assert_eq!(merkle::root(&rebuilt, cp.size).unwrap(), cp.root);
+    // The level-1 tile holds the root of the first 256 leaves.
+    let level1 = ledger
+        .tile(tiles::Tile {
+            level: 1,
+            index: 0,
+            width: 1,
+        })
+        .unwrap();
+    assert_eq!(level1, merkle::range_hash(&rebuilt, 0, 256).unwrap());
+    assert!(
+        ledger
+            .tile(tiles::Tile {
+                level: 0,
+                index: 1,
+                width: 45
+            })
+            .is_err(),
+        "beyond the tree"
+    );
+}
+
+#[test]
+fn oversized_run_metadata_is_cut_so_every_entry_fits_a_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let mut ledger = Ledger::open(&path, "test-host", signer()).unwrap();
+    let mut ok = run(0, "{}");
+    if let Outcome::Ok(s) = &mut ok.outcome {
+        s.details = serde_json::json!({"matched": vec!["/etc/some/long/path/name.conf"; 5000]});
+    }
+    let mut failed = run(5, "");
+    failed.outcome = Outcome::Failed("x".repeat(100_000));
+    ledger.append(vec![ok, failed]).unwrap();
+    for i in 0..2 {
+        let e = ledger.entry(i).unwrap().unwrap();
+        assert!(
+            e.envelope.len() < 64 * 1024,
+            "entry {i} is {} bytes",
+            e.envelope.len()
+        );
+    }
+    let st0 =
+        evidence_agent::statement::read_unverified(&ledger.entry(0).unwrap().unwrap().envelope)
+            .unwrap();
+    assert!(st0.predicate.details["omitted"]
+        .as_str()
+        .unwrap()
+        .contains("over the"));
+    let st1 =
+        evidence_agent::statement::read_unverified(&ledger.entry(1).unwrap().unwrap().envelope)
+            .unwrap();
+    assert!(st1
+        .predicate
+        .error
+        .unwrap()
+        .ends_with("(100000 bytes, cut to 4096)"));
+    drop(ledger);
+    assert!(findings(&path).is_empty());
+}

@@ -7,6 +7,7 @@ use ed25519_dalek::SigningKey;
 use evidence_agent::statement;
 use evidence_agent::tlog::merkle::{self, MemoryNodes};
 use evidence_agent::tlog::note::{Checkpoint, NoteSigner, NoteVerifier};
+use evidence_agent::tlog::tiles;
 use evidence_agent::tlog::Hash;
 use serde_json::Value;
 
@@ -159,4 +160,51 @@ fn tampered_notes_and_envelopes_are_rejected() {
     for garbage in [&b""[..], b"{}", b"[]", b"\xff\xfe", b"{\"payload\":1}"] {
         assert!(statement::open(garbage, &s.verifier()).is_err());
     }
+}
+
+#[test]
+fn tiles_of_the_300_entry_log_match_byte_for_byte() {
+    let v = vectors();
+    let s = signer(&v);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/tiles-300");
+    let read =
+        |rel: &str| std::fs::read(format!("{dir}/{rel}")).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let n = 300;
+    let nodes = log(n);
+    let all = tiles::tiles_for_size(n);
+    assert_eq!(all.len(), 3);
+    for tile in all {
+        assert_eq!(
+            tiles::read_tile(&nodes, tile).unwrap(),
+            read(&tile.path()),
+            "{}",
+            tile.path()
+        );
+        if tile.level == 0 {
+            let (first, end) = tile.leaf_range();
+            let entries: Vec<Vec<u8>> = (first..end)
+                .map(|i| format!("entry-{i}").into_bytes())
+                .collect();
+            let bundle = tiles::entry_bundle(first, entries.iter().map(Vec::as_slice)).unwrap();
+            assert_eq!(
+                bundle,
+                read(&tile.entries_path()),
+                "{}",
+                tile.entries_path()
+            );
+            let parsed = tiles::parse_entry_bundle(&bundle).unwrap();
+            assert_eq!(parsed.len() as u64, tile.width);
+        }
+    }
+    let root = merkle::root(&nodes, n).unwrap();
+    let cp = Checkpoint {
+        origin: s.name().to_owned(),
+        size: n,
+        root,
+        extensions: vec![],
+    };
+    assert_eq!(
+        s.sign(&cp.to_text()).unwrap().as_bytes(),
+        read("checkpoint")
+    );
 }

@@ -109,7 +109,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { ref path } => {
             manage::check_config(path.as_deref().unwrap_or(&cli.config), data_dir)
         }
-        Command::Keygen => manage::keygen(&load_config(&cli.config, data_dir)?),
+        Command::Keygen => manage::keygen(&config_or_defaults(&cli.config, data_dir)?),
         Command::Key => manage::key(&Paths::resolve(&cli.config, data_dir)?),
         Command::Status => inspect::status(&Paths::resolve(&cli.config, data_dir)?),
         Command::Log {
@@ -140,6 +140,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
             manage::verify(&paths, vkeys, json)
         }
     }
+}
+
+/// The configuration, or — when there is no configuration file and `--data-dir` is given — the
+/// defaults for that data directory (host id from the hostname, key in `<dir>/keys/`).
+fn config_or_defaults(path: &Path, data_dir: Option<&Path>) -> anyhow::Result<Config> {
+    if !path.exists() && data_dir.is_some() {
+        return config::parse(path, "", data_dir)
+            .map_err(|errors| anyhow::anyhow!("invalid defaults:\n{errors}"));
+    }
+    load_config(path, data_dir)
 }
 
 fn load_config(path: &Path, data_dir: Option<&Path>) -> anyhow::Result<Config> {

@@ -17,6 +17,7 @@ pub mod verify;
 use crate::statement::{self, CollectorRef, SnapshotPredicate, Statement, Status, Trigger};
 use crate::tlog::merkle::{self, NodeSource, ProofError};
 use crate::tlog::note::{Checkpoint, NoteSigner, NoteVerifier};
+use crate::tlog::tiles::{self, Tile};
 use crate::tlog::Hash;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -444,6 +445,27 @@ impl Ledger {
         Ok(())
     }
 
+    /// The bytes of a C2SP hash tile, from stored nodes. The tile must lie within the tree.
+    pub fn tile(&self, tile: Tile) -> Result<Vec<u8>, LedgerError> {
+        self.check_size(tile.leaf_range().1)?;
+        tiles::read_tile(&SqlNodes(&self.conn), tile)
+    }
+
+    /// The C2SP entry bundle of a level-0 tile: the stored envelopes of the leaves it covers.
+    pub fn entry_bundle(&self, tile: Tile) -> Result<Vec<u8>, LedgerError> {
+        let (first, end) = tile.leaf_range();
+        if tile.level != 0 {
+            return Err(LedgerError::Range(format!(
+                "{} is not a level-0 tile",
+                tile.path()
+            )));
+        }
+        self.check_size(end)?;
+        let entries = self.entries(first, end - first)?;
+        tiles::entry_bundle(first, entries.iter().map(|e| e.envelope.as_slice()))
+            .map_err(|e| LedgerError::Corrupt(e.to_string()))
+    }
+
     /// The cursor stored by `collector_id`'s last committed run that returned one.
     pub fn cursor(&self, collector_id: &str) -> Result<Option<serde_json::Value>, LedgerError> {
         let text: Option<String> = self
@@ -590,6 +612,40 @@ fn insert_leaf(conn: &Connection, index: u64, leaf: Hash) -> Result<(), LedgerEr
     Ok(())
 }
 
+/// Largest `error` text kept in a statement; the rest is cut with a note.
+const MAX_ERROR_BYTES: usize = 4096;
+/// Largest `details` object kept in a statement. Together these keep every envelope well under
+/// the 64 KiB a C2SP entry bundle allows per entry.
+const MAX_DETAILS_BYTES: usize = 32 * 1024;
+
+/// Keep a run's error text and details small enough for a log entry, saying what was cut.
+fn bound_metadata(
+    error: Option<String>,
+    details: serde_json::Value,
+) -> (Option<String>, serde_json::Value) {
+    let error = error.map(|mut e| {
+        if e.len() > MAX_ERROR_BYTES {
+            let mut cut = MAX_ERROR_BYTES;
+            while !e.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let total = e.len();
+            e.truncate(cut);
+            e.push_str(&format!(" … ({total} bytes, cut to {cut})"));
+        }
+        e
+    });
+    let size = serde_json::to_vec(&details).map(|v| v.len()).unwrap_or(0);
+    let details = if size > MAX_DETAILS_BYTES {
+        serde_json::json!({
+            "omitted": format!("the run's details were {size} bytes, over the {MAX_DETAILS_BYTES}-byte limit of a statement"),
+        })
+    } else {
+        details
+    };
+    (error, details)
+}
+
 fn append_one(
     conn: &Connection,
     signer: &NoteSigner,
@@ -627,6 +683,7 @@ fn append_one(
             serde_json::Value::Null,
         ),
     };
+    let (error, details) = bound_metadata(error, details);
     let digest = content.sha256();
     let mut reader = content.reader().map_err(|e| LedgerError::Io {
         op: "open snapshot content",
@@ -658,6 +715,14 @@ fn append_one(
     };
     let payload = Statement::new(&entry.collector_id, &hex::encode(digest), predicate).to_payload();
     let envelope = statement::sign(&payload, signer);
+    if envelope.len() > tiles::MAX_ENTRY_SIZE {
+        return Err(LedgerError::Corrupt(format!(
+            "the statement of {} is {} bytes, over the {} a log entry may have",
+            entry.collector_id,
+            envelope.len(),
+            tiles::MAX_ENTRY_SIZE
+        )));
+    }
     let leaf = merkle::leaf_hash(&envelope);
     conn.prepare_cached(
         "INSERT INTO entries (idx, collector_id, status, trigger, scheduled_for, finished_at,
