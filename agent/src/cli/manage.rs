@@ -11,11 +11,18 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Run `work` on a multi-threaded runtime. Afterwards, collector jobs still blocked on the
+/// blocking pool (a file read on a hung mount outliving its timeout) get a few seconds, then
+/// are abandoned: everything that matters was committed before `work` returned, and the
+/// process must exit when asked to.
+fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("start the async runtime")
+        .context("start the async runtime")?;
+    let result = runtime.block_on(work);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
 
 /// The host key, created on first start so that the quickstart is one command. A key that
@@ -37,7 +44,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     let signer = host_key(config)?;
     let config = config::load(&config.path, Some(&config.data_dir))
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    runtime()?.block_on(daemon::run(config, signer))
+    block_on(daemon::run(config, signer))
 }
 
 pub fn collect(config: Config, only: &[String]) -> anyhow::Result<()> {
@@ -52,7 +59,7 @@ pub fn collect(config: Config, only: &[String]) -> anyhow::Result<()> {
         }
     }
     let signer = host_key(&config)?;
-    runtime()?.block_on(async move {
+    block_on(async move {
         let selected: Vec<_> = config
             .collectors
             .iter()
