@@ -53,6 +53,27 @@ pub struct CollectContext {
     /// Paths no collector may read, whatever a pattern, symlink or include leads to: the
     /// agent's own data directory and key. Compared after resolving symlinks.
     pub protected_paths: Vec<PathBuf>,
+    /// When the agent gives up on this run (its `timeout`). Blocking work checks it between
+    /// files and blocks ([`CollectContext::check_deadline`]) so that a run abandoned at its
+    /// timeout also stops using a thread soon after, instead of piling up behind a slow mount.
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl CollectContext {
+    /// An error once the run's deadline has passed.
+    pub fn check_deadline(&self) -> Result<(), CollectError> {
+        check_deadline(self.deadline)
+    }
+}
+
+/// An error once `deadline` has passed; for blocking loops that hold only the deadline.
+pub fn check_deadline(deadline: Option<std::time::Instant>) -> Result<(), CollectError> {
+    match deadline {
+        Some(d) if std::time::Instant::now() >= d => Err(CollectError::Other(
+            "stopped: the run's timeout passed".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The result of one successful run.

@@ -127,6 +127,7 @@ async fn collect(
         spool_dir: ctx.spool_dir.clone(),
         redaction_salt: ctx.redaction_salt,
         protected_paths: ctx.protected_paths.clone(),
+        deadline: std::time::Instant::now().checked_add(collector.timeout),
     };
     let plugin = collector.collector.clone();
     let timeout = collector.timeout;

@@ -176,6 +176,7 @@ fn collect_blocking(config: &Config, ctx: &CollectContext) -> Result<Snapshot, C
     let mut owners = Owners::default();
     let mut item_count: u64 = 0;
     for (id, path) in &matches {
+        ctx.check_deadline()?;
         let (bytes, meta) = match read::read_capped(path, config.max_file_size, &protected) {
             Ok(read) => read,
             Err(ReadError::NotFound) => {

@@ -101,7 +101,11 @@ impl Collector for LinuxAccountsCollector {
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, CollectError> {
         let settings = Arc::clone(&self.settings);
         tokio::task::spawn_blocking(move || {
-            collect_blocking(&settings, Protected::new(&ctx.protected_paths))
+            collect_blocking(
+                &settings,
+                Protected::new(&ctx.protected_paths),
+                ctx.deadline,
+            )
         })
         .await
         .map_err(|e| CollectError::Other(format!("the linux_accounts collector stopped: {e}")))?
@@ -184,7 +188,11 @@ impl<'r> Host<'r> {
     }
 }
 
-fn collect_blocking(settings: &Settings, protected: Protected) -> Result<Snapshot, CollectError> {
+fn collect_blocking(
+    settings: &Settings,
+    protected: Protected,
+    deadline: Option<std::time::Instant>,
+) -> Result<Snapshot, CollectError> {
     let mut host = Host::new(&settings.root, protected);
     let required = |host: &mut Host, path: &str| {
         host.read(path)
@@ -250,10 +258,12 @@ fn collect_blocking(settings: &Settings, protected: Protected) -> Result<Snapsho
     for group in &groups {
         add(&mut host, passwd::group_item(group));
     }
+    crate::check_deadline(deadline)?;
     let rules = sudoers::read_all(&mut host);
     for item in sudoers::items(&rules) {
         add(&mut host, item);
     }
+    crate::check_deadline(deadline)?;
     for item in ssh_keys::read_all(&mut host, &users, &settings.authorized_keys_files) {
         add(&mut host, item);
     }

@@ -117,6 +117,7 @@ impl Collector for LogFileCollector {
 /// One run: the content being written, what is left of the byte budget, and what was read.
 struct Run<'a> {
     spool_dir: &'a Path,
+    deadline: Option<std::time::Instant>,
     protected: Protected,
     writer: ContentWriter,
     budget: u64,
@@ -134,10 +135,12 @@ impl Run<'_> {
         start: u64,
         end: u64,
     ) -> Result<u64, CollectError> {
-        let copied = copy_range(file, start, end, &mut self.writer).map_err(|e| match e {
-            CopyError::Read(e) => CollectError::io("read", path, e),
-            CopyError::Write(e) => CollectError::io("write spool file in", self.spool_dir, e),
-        })?;
+        let copied =
+            copy_range(file, start, end, &mut self.writer, self.deadline).map_err(|e| match e {
+                CopyError::Read(e) => CollectError::io("read", path, e),
+                CopyError::Write(e) => CollectError::io("write spool file in", self.spool_dir, e),
+                CopyError::Deadline(e) => e,
+            })?;
         let end = start + copied.bytes;
         let lines = copied.lines;
         self.budget = self.budget.saturating_sub(copied.bytes);
@@ -222,6 +225,7 @@ fn collect_blocking(settings: &Settings, ctx: &CollectContext) -> Result<Snapsho
     let (size, dev, inode) = (meta.len(), meta.dev(), meta.ino());
     let mut run = Run {
         spool_dir: &ctx.spool_dir,
+        deadline: ctx.deadline,
         protected,
         writer: ContentWriter::new(&ctx.spool_dir),
         budget: settings.max_segment_bytes,

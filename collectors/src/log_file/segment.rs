@@ -70,6 +70,7 @@ pub(super) struct Copied {
 pub(super) enum CopyError {
     Read(io::Error),
     Write(io::Error),
+    Deadline(crate::CollectError),
 }
 
 /// Copy `[start, end)` of `file` to `writer`.
@@ -78,12 +79,14 @@ pub(super) fn copy_range(
     start: u64,
     end: u64,
     writer: &mut ContentWriter,
+    deadline: Option<std::time::Instant>,
 ) -> Result<Copied, CopyError> {
     let mut block = vec![0u8; BLOCK];
     let mut at = start;
     let mut copied = Copied::default();
     let mut last = b'\n';
     while at < end {
+        crate::check_deadline(deadline).map_err(CopyError::Deadline)?;
         let want = usize::try_from(end - at).unwrap_or(BLOCK).min(BLOCK);
         let n = read_full_at(file, &mut block[..want], at).map_err(CopyError::Read)?;
         if n == 0 {

@@ -24,6 +24,7 @@ pub fn ctx(spool: &Path) -> CollectContext {
         spool_dir: spool.to_path_buf(),
         redaction_salt: [42; 32],
         protected_paths: Vec::new(),
+        deadline: None,
     }
 }
 
