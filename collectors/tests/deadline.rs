@@ -26,7 +26,10 @@ async fn each_blocking_kind_stops_once_the_deadline_has_passed() {
     std::fs::write(&log, "one\ntwo\n").unwrap();
 
     let kinds = [
-        ("files", format!("paths = [\"{}/etc/*.conf\"]", root.display())),
+        (
+            "files",
+            format!("paths = [\"{}/etc/*.conf\"]", root.display()),
+        ),
         ("log_file", format!("path = \"{}\"", log.display())),
         ("linux_accounts", format!("root = \"{}\"", root.display())),
     ];
@@ -36,7 +39,11 @@ async fn each_blocking_kind_stops_once_the_deadline_has_passed() {
         let ok = collector.collect(common::ctx(&spool)).await;
         assert!(ok.is_ok(), "{kind}: {:?}", ok.err());
         // … and past its deadline it stops, saying why.
-        let err = collector.collect(past(&spool)).await.unwrap_err().to_string();
+        let err = collector
+            .collect(past(&spool))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("timeout passed"), "{kind}: {err}");
     }
 }
