@@ -2,7 +2,7 @@
 //! file:line:col, key handling, collect → log → show → diff → verify on a fixture host tree,
 //! tamper detection through `verify`'s exit code, and `--data-dir` with every command.
 
-use rusqlite::Connection;
+mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -316,10 +316,9 @@ fn verify_exits_non_zero_and_names_a_tampered_entry() {
     let c = config.to_str().unwrap();
     assert!(agent(&["--config", c, "collect"]).status.success());
     assert!(agent(&["--config", c, "collect"]).status.success());
-    let conn = Connection::open(dir.path().join("data/ledger.sqlite")).unwrap();
+    let conn = common::attacker(&dir.path().join("data/ledger.sqlite"));
     conn.execute_batch(
-        "DROP TRIGGER entries_no_update;
-         UPDATE entries SET envelope = CAST(replace(CAST(envelope AS TEXT), '\"sig\":\"', '\"sig\":\"B') AS BLOB) WHERE idx = 2;",
+        "UPDATE entries SET envelope = CAST(replace(CAST(envelope AS TEXT), '\"sig\":\"', '\"sig\":\"B') AS BLOB) WHERE idx = 2;",
     )
     .unwrap();
     drop(conn);

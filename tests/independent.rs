@@ -14,6 +14,8 @@ use evidence_agent::statement::Trigger;
 use evidence_agent::tlog::note::NoteSigner;
 use rusqlite::{params, Connection};
 use std::collections::BTreeSet;
+
+mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -216,24 +218,6 @@ fn fixture() -> Fixture {
     }
 }
 
-/// Open the file with plain SQLite, drop the append-only guard, and return the connection.
-fn attacker(path: &Path) -> Connection {
-    let conn = Connection::open(path).expect("open sqlite");
-    for t in [
-        "blobs",
-        "blob_chunks",
-        "entries",
-        "tree_nodes",
-        "checkpoints",
-    ] {
-        conn.execute_batch(&format!(
-            "DROP TRIGGER IF EXISTS {t}_no_update; DROP TRIGGER IF EXISTS {t}_no_delete;"
-        ))
-        .expect("drop triggers");
-    }
-    conn
-}
-
 #[test]
 fn python_verifier_accepts_the_ledger_and_its_proofs() {
     let f = fixture();
@@ -270,7 +254,7 @@ fn python_verifier_accepts_the_ledger_and_its_proofs() {
 fn python_verifier_names_an_entry_with_one_changed_envelope_byte() {
     let f = fixture();
     let target = 13i64;
-    let conn = attacker(&f.ledger);
+    let conn = common::attacker(&f.ledger);
     let mut envelope: Vec<u8> = conn
         .query_row(
             "SELECT envelope FROM entries WHERE idx = ?1",
@@ -329,7 +313,7 @@ fn python_verifier_names_an_entry_with_one_changed_envelope_byte() {
 #[test]
 fn python_verifier_names_an_entry_whose_large_blob_chunk_changed() {
     let f = fixture();
-    let conn = attacker(&f.ledger);
+    let conn = common::attacker(&f.ledger);
     let digest: Vec<u8> = conn
         .query_row(
             "SELECT content_digest FROM entries WHERE idx = ?1",

@@ -9,6 +9,8 @@ use evidence_agent::statement::Trigger;
 use evidence_agent::tlog::merkle;
 use evidence_agent::tlog::note::{Checkpoint, NoteSigner};
 use rusqlite::Connection;
+
+mod common;
 use std::path::{Path, PathBuf};
 
 fn signer() -> NoteSigner {
@@ -61,22 +63,9 @@ fn ledger_with(dir: &Path, n: u64) -> PathBuf {
     path
 }
 
-/// Open the file with plain SQLite, drop the append-only guard, and run `sql` as an attacker.
+/// Run `sql` against the file as an attacker who dropped the append-only guard.
 fn tamper(path: &Path, sql: &str) {
-    let conn = Connection::open(path).unwrap();
-    for t in [
-        "blobs",
-        "blob_chunks",
-        "entries",
-        "tree_nodes",
-        "checkpoints",
-    ] {
-        conn.execute_batch(&format!(
-            "DROP TRIGGER IF EXISTS {t}_no_update; DROP TRIGGER IF EXISTS {t}_no_delete;"
-        ))
-        .unwrap();
-    }
-    conn.execute_batch(sql).unwrap();
+    common::attacker(path).execute_batch(sql).unwrap();
 }
 
 fn findings(path: &Path) -> Vec<String> {

@@ -4,7 +4,7 @@
 use super::{Failed, Paths};
 use crate::ledger::{EntryRecord, Ledger};
 use crate::statement::{self, Statement};
-use crate::tlog::note::Checkpoint;
+use crate::tlog::note::{self, Checkpoint};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::io::Write;
@@ -16,12 +16,9 @@ pub fn status(paths: &Paths) -> anyhow::Result<()> {
     println!("entries     {}", ledger.size()?);
     match ledger.latest_checkpoint()? {
         Some(cp) => {
-            let body = cp
-                .note
-                .rsplit_once("\n\n")
-                .map(|(t, _)| format!("{t}\n"))
-                .unwrap_or_default();
-            let root = Checkpoint::parse(&body)
+            // Shown, not trusted: `verify` checks the signature.
+            let root = note::split(&cp.note)
+                .and_then(|(text, _)| Checkpoint::parse(text))
                 .map(|c| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, c.root))
                 .unwrap_or_else(|e| format!("unreadable ({e})"));
             println!(
@@ -171,8 +168,9 @@ fn entry(ledger: &Ledger, index: u64) -> anyhow::Result<EntryRecord> {
     })
 }
 
-/// The content of an `ok` entry; a failed or skipped run has none, and says why.
-fn content(ledger: &Ledger, e: &EntryRecord) -> anyhow::Result<Vec<u8>> {
+/// Stream the content of an `ok` entry into `out`; a failed or skipped run has none, and the
+/// error says why.
+fn copy_content(ledger: &Ledger, e: &EntryRecord, out: &mut dyn Write) -> anyhow::Result<()> {
     if e.status != "ok" {
         let why = statement::read_unverified(&e.envelope)
             .ok()
@@ -184,30 +182,22 @@ fn content(ledger: &Ledger, e: &EntryRecord) -> anyhow::Result<Vec<u8>> {
         ))
         .into());
     }
-    let mut bytes = Vec::new();
-    ledger
-        .copy_blob(&e.content_digest, &mut bytes)?
-        .with_context(|| {
-            format!(
-                "entry {}: content sha256:{} is missing from the ledger",
-                e.index,
-                hex::encode(e.content_digest)
-            )
-        })?;
-    Ok(bytes)
+    ledger.copy_blob(&e.content_digest, out)?.with_context(|| {
+        format!(
+            "entry {}: content sha256:{} is missing from the ledger",
+            e.index,
+            hex::encode(e.content_digest)
+        )
+    })?;
+    Ok(())
 }
 
 pub fn show(paths: &Paths, index: u64) -> anyhow::Result<()> {
     let ledger = paths.open_ledger()?;
     let e = entry(&ledger, index)?;
-    if e.status != "ok" {
-        content(&ledger, &e)?;
-    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    ledger
-        .copy_blob(&e.content_digest, &mut out)?
-        .with_context(|| format!("entry {index}: content is missing from the ledger"))?;
+    copy_content(&ledger, &e, &mut out)?;
     out.flush()?;
     Ok(())
 }
@@ -222,7 +212,9 @@ pub fn diff(paths: &Paths, old: u64, new: u64, json: bool) -> anyhow::Result<()>
         );
     }
     let parse = |e: &EntryRecord| -> anyhow::Result<serde_json::Value> {
-        serde_json::from_slice(&content(&ledger, e)?).with_context(|| {
+        let mut bytes = Vec::new();
+        copy_content(&ledger, e, &mut bytes)?;
+        serde_json::from_slice(&bytes).with_context(|| {
             format!(
                 "entry {} ({}) is not structured JSON evidence",
                 e.index, e.collector_id

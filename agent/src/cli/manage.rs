@@ -40,10 +40,8 @@ fn host_key(config: &Config) -> anyhow::Result<NoteSigner> {
     }
 }
 
-pub fn run(config: &Config) -> anyhow::Result<()> {
-    let signer = host_key(config)?;
-    let config = config::load(&config.path, Some(&config.data_dir))
-        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let signer = host_key(&config)?;
     block_on(daemon::run(config, signer))
 }
 

@@ -102,7 +102,7 @@ impl std::error::Error for Failed {}
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir.as_deref();
     match cli.command {
-        Command::Run => manage::run(&load_config(&cli.config, data_dir)?),
+        Command::Run => manage::run(load_config(&cli.config, data_dir)?),
         Command::Collect { ref collectors } => {
             manage::collect(load_config(&cli.config, data_dir)?, collectors)
         }

@@ -115,44 +115,33 @@ async fn record_missed_between(
     until: DateTime<Utc>,
     why: &str,
 ) -> anyhow::Result<Option<DateTime<Utc>>> {
-    let mut missed = Vec::new();
-    let mut t = after;
-    while let Some(next) = c.schedule.next_after(t) {
-        if next >= until {
-            break;
+    // One pass over the fire times: keep them while they may still be recorded one by one,
+    // and count them all.
+    let (mut missed, mut count, mut last) = (Vec::new(), 0u64, after);
+    while let Some(next) = c.schedule.next_after(last).filter(|n| *n < until) {
+        if missed.len() <= MISSED_ONE_BY_ONE {
+            missed.push(next);
         }
-        missed.push(next);
-        t = next;
-        if missed.len() > MISSED_ONE_BY_ONE {
-            // Count the rest without keeping them.
-            let mut count = missed.len() as u64;
-            let first = missed[0];
-            while let Some(next) = c.schedule.next_after(t) {
-                if next >= until {
-                    break;
-                }
-                count += 1;
-                t = next;
-            }
-            tracing::warn!(collector = %c.id, count, "runs missed ({why})");
-            let reason = format!(
-                "{count} runs missed from {} to {}: {why}",
-                timestamp(first),
-                timestamp(t)
-            );
-            let entry = skipped_entry(ctx, c, Trigger::Missed, t, reason);
-            ctx.ledger.call(move |l| l.append(vec![entry])).await??;
-            return Ok(Some(t));
-        }
+        count += 1;
+        last = next;
     }
-    let Some(&last) = missed.last() else {
+    let Some(&first) = missed.first() else {
         return Ok(None);
     };
-    tracing::warn!(collector = %c.id, count = missed.len(), "runs missed ({why})");
-    let batch: Vec<NewEntry> = missed
-        .into_iter()
-        .map(|at| skipped_entry(ctx, c, Trigger::Missed, at, format!("missed: {why}")))
-        .collect();
+    tracing::warn!(collector = %c.id, count, "runs missed ({why})");
+    let batch: Vec<NewEntry> = if missed.len() > MISSED_ONE_BY_ONE {
+        let reason = format!(
+            "{count} runs missed from {} to {}: {why}",
+            timestamp(first),
+            timestamp(last)
+        );
+        vec![skipped_entry(ctx, c, Trigger::Missed, last, reason)]
+    } else {
+        missed
+            .into_iter()
+            .map(|at| skipped_entry(ctx, c, Trigger::Missed, at, format!("missed: {why}")))
+            .collect()
+    };
     ctx.ledger.call(move |l| l.append(batch)).await??;
     Ok(Some(last))
 }

@@ -27,6 +27,9 @@ use std::time::Duration;
 
 pub use verify::{Finding, Report};
 
+/// The tables that are append-only (guarded by triggers against UPDATE and DELETE).
+pub const APPEND_ONLY_TABLES: &[&str] = schema::APPEND_ONLY;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("ledger database: {0}")]

@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS cursors (
 );
 ";
 
-const APPEND_ONLY: &[&str] = &[
+pub const APPEND_ONLY: &[&str] = &[
     "blobs",
     "blob_chunks",
     "entries",

@@ -115,6 +115,21 @@ impl NoteSigner {
     }
 }
 
+/// Split a signed note into its text (ending in a newline) and its signature lines, without
+/// checking any signature.
+pub fn split(note: &str) -> Result<(&str, &str), NoteError> {
+    let at = note
+        .rfind("\n\n")
+        .ok_or_else(|| NoteError::Malformed("no blank line before the signatures".into()))?;
+    let (text, sigs) = (&note[..at + 1], &note[at + 2..]);
+    if sigs.is_empty() || !sigs.ends_with('\n') {
+        return Err(NoteError::Malformed(
+            "signature block must end in a newline".into(),
+        ));
+    }
+    Ok((text, sigs))
+}
+
 /// A note verifier key: `<name>+<hex key hash>+<base64(0x01 ‖ public key)>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteVerifier {
@@ -188,15 +203,7 @@ impl NoteVerifier {
 
     /// Open a signed note: check this key's signature and return the note's text.
     pub fn open<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
-        let split = note
-            .rfind("\n\n")
-            .ok_or_else(|| NoteError::Malformed("no blank line before the signatures".into()))?;
-        let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
-        if sigs.is_empty() || !sigs.ends_with('\n') {
-            return Err(NoteError::Malformed(
-                "signature block must end in a newline".into(),
-            ));
-        }
+        let (text, sigs) = split(note)?;
         let mut found = false;
         for line in sigs.lines() {
             let rest = line
