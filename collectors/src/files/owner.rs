@@ -32,9 +32,28 @@ impl Owners {
     }
 }
 
-fn user_name(uid: u32) -> Option<String> {
+/// Run one `get*_r` lookup, growing its buffer on `ERANGE`. `call` makes the call into the
+/// buffer it is given and returns the result code and the name pointer (null for no entry).
+fn lookup(mut call: impl FnMut(&mut [u8]) -> (libc::c_int, *const libc::c_char)) -> Option<String> {
     let mut buffer = vec![0u8; 1024];
     loop {
+        let (rc, name) = call(&mut buffer);
+        if rc == libc::ERANGE && buffer.len() < MAX_BUFFER {
+            buffer.resize(buffer.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || name.is_null() {
+            return None;
+        }
+        // SAFETY: on success the name points to a NUL-terminated string inside `buffer`, which
+        // is still alive here.
+        let name = unsafe { CStr::from_ptr(name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    lookup(|buffer| {
         // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids); it is only read after
         // getpwuid_r filled it in.
         let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
@@ -50,23 +69,17 @@ fn user_name(uid: u32) -> Option<String> {
                 &mut result,
             )
         };
-        if rc == libc::ERANGE && buffer.len() < MAX_BUFFER {
-            buffer.resize(buffer.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || entry.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: on success pw_name points to a NUL-terminated string inside `buffer`, which is
-        // still alive here.
-        let name = unsafe { CStr::from_ptr(entry.pw_name) };
-        return Some(name.to_string_lossy().into_owned());
-    }
+        let name = if result.is_null() {
+            std::ptr::null()
+        } else {
+            entry.pw_name.cast_const()
+        };
+        (rc, name)
+    })
 }
 
 fn group_name(gid: u32) -> Option<String> {
-    let mut buffer = vec![0u8; 1024];
-    loop {
+    lookup(|buffer| {
         // SAFETY: as in `user_name`, for `group`.
         let mut entry: libc::group = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::group = std::ptr::null_mut();
@@ -80,17 +93,13 @@ fn group_name(gid: u32) -> Option<String> {
                 &mut result,
             )
         };
-        if rc == libc::ERANGE && buffer.len() < MAX_BUFFER {
-            buffer.resize(buffer.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || entry.gr_name.is_null() {
-            return None;
-        }
-        // SAFETY: as in `user_name`.
-        let name = unsafe { CStr::from_ptr(entry.gr_name) };
-        return Some(name.to_string_lossy().into_owned());
-    }
+        let name = if result.is_null() {
+            std::ptr::null()
+        } else {
+            entry.gr_name.cast_const()
+        };
+        (rc, name)
+    })
 }
 
 #[cfg(test)]
