@@ -352,3 +352,111 @@ fn oversized_run_metadata_is_cut_so_every_entry_fits_a_bundle() {
     drop(ledger);
     assert!(findings(&path).is_empty());
 }
+
+#[test]
+fn the_sync_plan_covers_what_s3_lacks_and_resumes_from_confirmed_uploads() {
+    use evidence_agent::ledger::sync_state::{ObjectSource, Upload};
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 300);
+    let ledger = Ledger::open(&path, "test-host", signer()).unwrap();
+    let here = "s3://bucket/prefix/test-host/";
+
+    let plan = ledger.sync_plan(here).unwrap();
+    assert_eq!((plan.synced_size, plan.size), (0, 300));
+    assert_eq!(plan.stages.len(), 3, "key+blobs, tiles, checkpoints");
+    let keys = |stage: usize| -> Vec<String> {
+        plan.stages[stage].iter().map(|o| o.key.clone()).collect()
+    };
+    // Content: bodies cycle through 4 values, failed and skipped runs share the empty blob.
+    assert_eq!(keys(0)[0], "key.vkey");
+    assert_eq!(keys(0).len(), 1 + 4 + 1);
+    assert!(keys(0)[1..].iter().all(|k| k.starts_with("blobs/sha256/")));
+    assert_eq!(
+        keys(1),
+        [
+            "tile/entries/000",
+            "tile/0/000",
+            "tile/entries/001.p/44",
+            "tile/0/001.p/44",
+            "tile/1/000.p/1"
+        ]
+    );
+    let checkpoints = ledger.checkpoints().unwrap();
+    assert_eq!(plan.stages[2].len(), checkpoints.len());
+    assert_eq!(plan.pointer.as_ref().map(|c| c.size), Some(300));
+    assert!(plan.oldest_pending.is_some());
+    // Declared sizes are the sizes of the bytes that will be put.
+    let mut total = 0;
+    for object in plan.stages.iter().flatten() {
+        let bytes = ledger.object_bytes(&object.source).unwrap();
+        assert_eq!(bytes.len() as u64, object.size, "{}", object.key);
+        if let ObjectSource::Blob(digest) = object.source {
+            assert_eq!(<[u8; 32]>::from(Sha256::digest(&bytes)), digest);
+        }
+        total += object.size;
+    }
+    assert_eq!(
+        plan.bytes(),
+        total + plan.pointer.as_ref().unwrap().note.len() as u64
+    );
+
+    // Half of the blobs confirmed: only the other half is planned again.
+    let confirm = |objects: &[evidence_agent::ledger::sync_state::PendingObject]| {
+        let uploads: Vec<Upload> = objects
+            .iter()
+            .map(|o| {
+                let bytes = ledger.object_bytes(&o.source).unwrap();
+                Upload {
+                    key: o.key.clone(),
+                    sha256: Sha256::digest(&bytes).into(),
+                    size: bytes.len() as u64,
+                }
+            })
+            .collect();
+        ledger.record_uploads(here, &uploads).unwrap();
+    };
+    confirm(&plan.stages[0][..3]);
+    let again = ledger.sync_plan(here).unwrap();
+    assert_eq!(again.stages[0].len(), 3);
+    assert_eq!(again.objects(), plan.objects() - 3);
+    // Another location starts from nothing.
+    assert_eq!(
+        ledger.sync_plan("s3://other/test-host/").unwrap().objects(),
+        plan.objects()
+    );
+
+    // Everything confirmed and the pointer moved: nothing left.
+    for stage in &plan.stages {
+        confirm(stage);
+    }
+    ledger.record_pointer(here, 300).unwrap();
+    let done = ledger.sync_plan(here).unwrap();
+    assert!(done.is_empty(), "{:?}", done.stages);
+    assert_eq!(done.oldest_pending, None);
+    assert_eq!(ledger.synced_size(here).unwrap(), 300);
+    drop(ledger);
+
+    // One more entry: its blob is known already; the partial tiles of the new width, the new
+    // checkpoint and the pointer are planned, and the unchanged level-1 tile is not.
+    let mut ledger = Ledger::open(&path, "test-host", signer()).unwrap();
+    ledger
+        .append(vec![run(300, "{\"items\":[{\"id\":\"0\"}]}")])
+        .unwrap();
+    let next = ledger.sync_plan(here).unwrap();
+    let keys: Vec<&str> = next
+        .stages
+        .iter()
+        .flatten()
+        .map(|o| o.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "tile/entries/001.p/45",
+            "tile/0/001.p/45",
+            "checkpoints/301"
+        ]
+    );
+    assert_eq!(next.pointer.map(|c| c.size), Some(301));
+}

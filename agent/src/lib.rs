@@ -11,4 +11,5 @@ pub mod keys;
 pub mod ledger;
 pub mod schedule;
 pub mod statement;
+pub mod sync;
 pub mod tlog;

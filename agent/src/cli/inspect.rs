@@ -55,12 +55,57 @@ pub fn status(paths: &Paths) -> anyhow::Result<()> {
         }
         match &config.s3 {
             None => println!("sync        off (no [s3] table in the configuration)"),
-            Some(_) => println!(
-                "sync        [s3] is configured; this version keeps the ledger locally only"
-            ),
+            Some(s3) => sync_status(&ledger, &crate::sync::location(s3, &config.host_id)),
         }
     }
     Ok(())
+}
+
+/// The sync backlog and the outcome of the last attempts. A ledger that predates sync has no
+/// sync tables when opened read-only; that is shown, not fatal.
+fn sync_status(ledger: &Ledger, location: &str) {
+    println!("sync        to {location}");
+    let (plan, state) = match ledger
+        .sync_plan(location)
+        .and_then(|p| Ok((p, ledger.sync_status(location)?)))
+    {
+        Ok(found) => found,
+        Err(e) => {
+            println!("  state     unknown ({e})");
+            return;
+        }
+    };
+    println!(
+        "  synced    tree size {} of {}",
+        plan.synced_size, plan.size
+    );
+    let oldest = plan
+        .oldest_pending
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            let age = Utc::now().signed_duration_since(t).num_seconds().max(0);
+            format!(", oldest pending entry finished {age}s ago")
+        })
+        .unwrap_or_default();
+    println!(
+        "  backlog   {} objects, {} bytes{oldest}",
+        plan.objects(),
+        plan.bytes()
+    );
+    match &state.last_success_at {
+        Some(t) => println!("  last ok   {t}"),
+        None => println!("  last ok   never"),
+    }
+    if let (Some(error), Some(at)) = (&state.last_error, &state.last_error_at) {
+        println!("  error     {at}: {error}");
+    }
+    for alarm in &state.alarms {
+        println!(
+            "  ALARM     {} {}: {}",
+            alarm.detected_at, alarm.key, alarm.message
+        );
+    }
 }
 
 /// `2026-01-31` (midnight UTC) or a full RFC 3339 time.

@@ -6,6 +6,7 @@ use crate::daemon::{self, runner, Agent};
 use crate::keys::{self, KeyError};
 use crate::ledger::verify;
 use crate::statement::Trigger;
+use crate::sync;
 use crate::tlog::note::{NoteSigner, NoteVerifier};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,50 @@ fn host_key(config: &Config) -> anyhow::Result<NoteSigner> {
 pub fn run(config: Config) -> anyhow::Result<()> {
     let signer = host_key(&config)?;
     block_on(daemon::run(config, signer))
+}
+
+/// One sync pass in the foreground: anchor against S3, upload everything pending.
+pub fn sync(config: Config) -> anyhow::Result<()> {
+    let Some(s3) = config.s3.clone() else {
+        anyhow::bail!("sync is off: {} has no [s3] table", config.path.display());
+    };
+    let name = keys::key_name(&config.host_id);
+    let signer = keys::load(&config.key_path, Some(&name))?;
+    block_on(async move {
+        let syncer = sync::open(&config, &s3, signer).await?;
+        let result = syncer.sync_once().await;
+        let error = result.as_ref().err().map(ToString::to_string);
+        let location = syncer.location().to_owned();
+        syncer
+            .with_ledger(move |l| l.record_sync_attempt(&location, error.as_deref()))
+            .await?;
+        let pending = syncer.plan().await.map(|p| (p.objects(), p.bytes()));
+        match (result, pending) {
+            (Ok(report), Ok((0, _))) => {
+                println!(
+                    "synced to {}: tree size {}, {} objects uploaded ({} bytes), {} already there",
+                    syncer.location(),
+                    report.size,
+                    report.uploaded,
+                    report.uploaded_bytes,
+                    report.already_there
+                );
+                Ok(())
+            }
+            (Ok(_), Ok((objects, bytes))) => Err(Failed(format!(
+                "{objects} objects ({bytes} bytes) appeared while syncing and are still pending; run sync again"
+            ))
+            .into()),
+            (Err(e), pending) => {
+                let left = match pending {
+                    Ok((objects, bytes)) => format!("{objects} objects ({bytes} bytes) still pending"),
+                    Err(p) => format!("pending objects unknown: {p}"),
+                };
+                Err(anyhow::Error::new(e).context(format!("sync to {} incomplete, {left}", syncer.location())))
+            }
+            (Ok(_), Err(e)) => Err(e.into()),
+        }
+    })
 }
 
 pub fn collect(config: Config, only: &[String]) -> anyhow::Result<()> {

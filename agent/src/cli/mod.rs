@@ -53,6 +53,8 @@ pub enum Command {
     Key,
     /// Ledger size, last checkpoint, last run per collector, sync state.
     Status,
+    /// Push everything pending to S3 now; exit non-zero if anything is left pending.
+    Sync,
     /// List entries.
     Log {
         #[arg(long = "collector", value_name = "ID")]
@@ -112,6 +114,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen => manage::keygen(&config_or_defaults(&cli.config, data_dir)?),
         Command::Key => manage::key(&Paths::resolve(&cli.config, data_dir)?),
         Command::Status => inspect::status(&Paths::resolve(&cli.config, data_dir)?),
+        Command::Sync => manage::sync(load_config(&cli.config, data_dir)?),
         Command::Log {
             ref collectors,
             ref since,

@@ -52,6 +52,9 @@ pub struct Config {
     pub key_path: PathBuf,
     /// At most this many collector runs at once (1–1024).
     pub max_concurrent: usize,
+    /// Collection pauses (each run is recorded as failed, without content) while the data
+    /// directory's filesystem has less than this many bytes free. 0: no floor.
+    pub min_free_disk: u64,
     /// In the order of the file.
     pub collectors: Vec<CollectorConfig>,
     /// `None`: sync is off.
@@ -112,17 +115,22 @@ fn lines(problems: &[Problem]) -> String {
 const MAX_FILE_SIZE: u64 = 1 << 20;
 const DEFAULT_MAX_CONCURRENT: usize = 4;
 const MAX_CONCURRENT: u64 = 1024;
+/// Default disk-space floor, in MiB: enough for SQLite to finish a transaction and for the
+/// small `failed` entries recorded while collection is paused.
+const DEFAULT_MIN_FREE_DISK_MIB: u64 = 256;
 /// The longest host id (the longest DNS name).
 const MAX_HOST_ID_LEN: usize = 253;
-const KNOWN_TOP_LEVEL: [&str; 6] = [
+const KNOWN_TOP_LEVEL: [&str; 7] = [
     "host_id",
     "data_dir",
     "key_path",
     "max_concurrent",
+    "min_free_disk_mib",
     "collectors",
     "s3",
 ];
-const TOP_LEVEL_KEYS: &str = "host_id, data_dir, key_path, max_concurrent, [[collectors]], [s3]";
+const TOP_LEVEL_KEYS: &str =
+    "host_id, data_dir, key_path, max_concurrent, min_free_disk_mib, [[collectors]], [s3]";
 
 /// Read and validate the configuration file at `path`. `data_dir_override` (`--data-dir`)
 /// replaces the file's `data_dir`, and with it the default `key_path`.
@@ -220,6 +228,7 @@ fn parse_with(
     let mut data_dir = None;
     let mut key_path = None;
     let mut max_concurrent = Some(DEFAULT_MAX_CONCURRENT);
+    let mut min_free_disk_mib = Some(DEFAULT_MIN_FREE_DISK_MIB);
     let mut collectors = Some(Vec::new());
     let mut locations = HashMap::new();
     let mut s3 = None;
@@ -243,6 +252,9 @@ fn parse_with(
                 max_concurrent = src
                     .integer(name, value, 1, MAX_CONCURRENT)
                     .and_then(|n| usize::try_from(n).ok());
+            }
+            "min_free_disk_mib" => {
+                min_free_disk_mib = src.integer(name, value, 0, 1 << 30);
             }
             "collectors" => collectors = collector_tables(&mut src, value, build, &mut locations),
             "s3" => {
@@ -288,8 +300,19 @@ fn parse_with(
     if !src.problems.is_empty() {
         return Err(finish(src));
     }
-    let (Some(host_id), Some(data_dir), Some(max_concurrent), Some(collectors)) =
-        (host_id, data_dir, max_concurrent, collectors)
+    let (
+        Some(host_id),
+        Some(data_dir),
+        Some(max_concurrent),
+        Some(min_free_disk_mib),
+        Some(collectors),
+    ) = (
+        host_id,
+        data_dir,
+        max_concurrent,
+        min_free_disk_mib,
+        collectors,
+    )
     else {
         // Unreachable in practice: every `None` above recorded a problem.
         src.error_at(Location::START, "the configuration is incomplete");
@@ -306,6 +329,7 @@ fn parse_with(
         data_dir,
         key_path,
         max_concurrent,
+        min_free_disk: min_free_disk_mib << 20,
         collectors,
         s3,
         locations,

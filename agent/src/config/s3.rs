@@ -68,11 +68,12 @@ const S3_KEYS: [&str; 7] = [
 ];
 const KEYS: &str =
     "bucket, prefix, region, endpoint_url, force_path_style, object_lock_mode, object_lock_days";
-const TOP_LEVEL_KEYS: [&str; 5] = [
+const TOP_LEVEL_KEYS: [&str; 6] = [
     "host_id",
     "data_dir",
     "key_path",
     "max_concurrent",
+    "min_free_disk_mib",
     "collectors",
 ];
 

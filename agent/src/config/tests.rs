@@ -116,6 +116,7 @@ fn minimal_file_gets_the_defaults() {
     assert_eq!(config.data_dir, Path::new("/var/lib/ea"));
     assert_eq!(config.key_path, Path::new("/var/lib/ea/keys/host.key"));
     assert_eq!(config.max_concurrent, 4);
+    assert_eq!(config.min_free_disk, 256 << 20);
     assert!(config.s3.is_none());
     let [c] = &config.collectors[..] else {
         panic!("one collector")
@@ -219,7 +220,7 @@ max_concurrent = 3
             "1:11: `host_id` \"web 01\" contains ' '; only letters A-Z a-z, digits, '.', '_' and '-' are allowed",
             "2:12: `data_dir` must be a string, found an integer",
             "3:18: `max_concurrent` must be between 1 and 1024, found 0",
-            "4:1: unknown key `colectors` (expected one of host_id, data_dir, key_path, max_concurrent, [[collectors]], [s3]); did you mean `collectors`?",
+            "4:1: unknown key `colectors` (expected one of host_id, data_dir, key_path, max_concurrent, min_free_disk_mib, [[collectors]], [s3]); did you mean `collectors`?",
             "9:12: `schedule`: minute field \"61\": 61 is out of range 0-59",
             "10:11: `timeout` \"5 minutes\": unexpected \" minutes\" after 5; use a number with a unit d, h, m, s or ms, e.g. \"30s\", \"5m\", \"1h30m\"",
             "12:1: `pathz`: unknown field `pathz`",
@@ -243,7 +244,7 @@ fn display_names_the_file() {
     assert_eq!(
         errors.to_string(),
         "agent.toml:1:12: `data_dir` must be a string, found an integer\n\
-         agent.toml:2:1: unknown key `bogus` (expected one of host_id, data_dir, key_path, max_concurrent, [[collectors]], [s3])"
+         agent.toml:2:1: unknown key `bogus` (expected one of host_id, data_dir, key_path, max_concurrent, min_free_disk_mib, [[collectors]], [s3])"
     );
 }
 
@@ -590,5 +591,22 @@ fn real_kinds_are_located_too() {
         problems[0].message.starts_with("collector \"l\": `path`: "),
         "{}",
         problems[0]
+    );
+}
+
+#[test]
+fn the_disk_floor_is_in_mib_and_zero_turns_it_off() {
+    let with = |line: &str| MINIMAL.replacen("\n", &format!("\n{line}\n"), 1);
+    assert_eq!(ok(&with("min_free_disk_mib = 0")).min_free_disk, 0);
+    assert_eq!(ok(&with("min_free_disk_mib = 1024")).min_free_disk, 1 << 30);
+    let errors = problems(&with("min_free_disk_mib = -1"));
+    assert!(
+        errors[0].contains("`min_free_disk_mib` must be between 0 and"),
+        "{errors:?}"
+    );
+    let errors = problems(&with("min_free_disk_mib = \"1GiB\""));
+    assert!(
+        errors[0].contains("`min_free_disk_mib` must be an integer"),
+        "{errors:?}"
     );
 }

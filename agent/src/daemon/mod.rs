@@ -11,6 +11,7 @@ pub use ledger_thread::LedgerHandle;
 
 use crate::config::Config;
 use crate::ledger::{Ledger, LEDGER_FILE};
+use crate::sync::{self, SyncError};
 use crate::tlog::note::NoteSigner;
 use anyhow::Context;
 use runner::RunContext;
@@ -92,6 +93,9 @@ impl Agent {
             protected_paths: vec![config.data_dir.clone(), config.key_path.clone()],
             hard_stop: CancellationToken::new(),
             fatal: CancellationToken::new(),
+            data_dir: config.data_dir.clone(),
+            min_free_disk: config.min_free_disk,
+            appended: Arc::new(tokio::sync::Notify::new()),
         });
         Ok(Agent {
             ctx,
@@ -123,7 +127,21 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
     for problem in config.check_environment() {
         tracing::warn!("{problem}");
     }
+    let syncer = match config.s3.clone() {
+        Some(s3) => Some(Arc::new(
+            crate::sync::open(&config, &s3, signer.clone())
+                .await
+                .context("open the ledger for sync")?,
+        )),
+        None => None,
+    };
     let agent = Agent::start(config, signer).await?;
+    if let Some(syncer) = &syncer {
+        if let Err(e) = anchor_at_start(syncer).await {
+            agent.close().await?;
+            return Err(e);
+        }
+    }
     let collectors: Vec<_> = agent
         .config
         .collectors
@@ -151,6 +169,15 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let mut scheduling = tokio::spawn(scheduler.run(now, shutdown.clone()));
+    let (refused_tx, mut refused) = tokio::sync::mpsc::channel::<SyncError>(1);
+    if let Some(syncer) = syncer {
+        let worker = sync::worker::run_worker(syncer, agent.ctx.appended.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = worker.await {
+                let _ = refused_tx.send(e).await;
+            }
+        });
+    }
     let fatal = agent.ctx.fatal.clone();
     let stopped_by = tokio::select! {
         signal = wait_for_stop_signal() => Ok(signal?),
@@ -158,6 +185,7 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
             "stopping: the ledger could not record a run (see the error above); \
              the run stays pending and is recorded as failed at the next start"
         )),
+        Some(e) = refused.recv() => Err(anyhow::Error::new(e).context("stopping")),
     };
     match &stopped_by {
         Ok(signal) => tracing::info!(
@@ -178,6 +206,30 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
     agent.close().await?;
     stopped_by?;
     tracing::info!("stopped; ledger committed");
+    Ok(())
+}
+
+/// How long start-up waits to compare with S3 before collecting anyway.
+const ANCHOR_AT_START: Duration = Duration::from_secs(15);
+
+/// Compare with S3's checkpoint before appending anything: a rolled-back or replaced ledger must
+/// not collect. If S3 cannot be reached, collection starts and the sync worker checks later.
+async fn anchor_at_start(syncer: &sync::Syncer) -> anyhow::Result<()> {
+    match tokio::time::timeout(ANCHOR_AT_START, syncer.anchor()).await {
+        Ok(Ok(size)) => tracing::info!(
+            "{} shows {size} entries, consistent with the local ledger",
+            syncer.location()
+        ),
+        Ok(Err(e @ SyncError::Refused(_))) => return Err(anyhow::Error::new(e)),
+        Ok(Err(e)) => tracing::warn!(
+            "cannot compare with S3 at start-up (collecting anyway; sync checks before uploading): {e}"
+        ),
+        Err(_) => tracing::warn!(
+            "no answer from {} within {}s at start-up (collecting anyway; sync checks before uploading)",
+            syncer.location(),
+            ANCHOR_AT_START.as_secs()
+        ),
+    }
     Ok(())
 }
 

@@ -9,7 +9,9 @@ use crate::config::CollectorConfig;
 use crate::ledger::{NewEntry, Outcome};
 use crate::statement::Trigger;
 use chrono::{DateTime, Utc};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// What every run needs besides its collector.
@@ -26,6 +28,12 @@ pub struct RunContext {
     /// stops rather than run on without recording; the run stays pending and is recorded as
     /// failed at the next start.
     pub fatal: CancellationToken,
+    /// The data directory, whose filesystem must keep `min_free_disk` bytes free.
+    pub data_dir: PathBuf,
+    /// Below this many free bytes, runs are recorded as failed without collecting (0: no floor).
+    pub min_free_disk: u64,
+    /// Woken after every append (the sync worker waits on it).
+    pub appended: Arc<Notify>,
 }
 
 /// What a run recorded.
@@ -103,6 +111,7 @@ async fn record_run(
             ctx.ledger.call(move |l| l.append(vec![fallback])).await??
         }
     };
+    ctx.appended.notify_one();
     match &error {
         Some(e) => tracing::warn!(collector = %id, status, error = %e, "run recorded"),
         None => tracing::info!(collector = %id, items = item_count, "run recorded"),
@@ -121,6 +130,10 @@ async fn collect(
     collector: &CollectorConfig,
     cursor: Option<serde_json::Value>,
 ) -> Outcome {
+    if let Some(reason) = below_disk_floor(&ctx.data_dir, ctx.min_free_disk) {
+        tracing::error!(collector = %collector.id, "{reason}");
+        return Outcome::Failed(reason);
+    }
     let cctx = collectors::CollectContext {
         collector_id: collector.id.clone(),
         cursor,
@@ -150,6 +163,48 @@ async fn collect(
             Outcome::Failed("the agent shut down before the run finished".into())
         }
     }
+}
+
+/// Why collection must pause, if the data directory's filesystem has less than `floor` bytes
+/// free. Filling the disk would make SQLite fail mid-append; a short `failed` entry per run
+/// keeps the gap visible while using next to no space.
+fn below_disk_floor(data_dir: &Path, floor: u64) -> Option<String> {
+    if floor == 0 {
+        return None;
+    }
+    match free_disk(data_dir) {
+        Ok(free) if free < floor => Some(format!(
+            "collection paused: {} MiB free on the filesystem of {}, below min_free_disk_mib = {}",
+            free >> 20,
+            data_dir.display(),
+            floor >> 20
+        )),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("cannot read free disk space of {}: {e}", data_dir.display());
+            None
+        }
+    }
+}
+
+/// Bytes available to this (unprivileged) process on the filesystem holding `path`.
+pub fn free_disk(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stat` points to writable memory
+    // of the right type, which statvfs fills when it returns 0.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialized `stat`.
+    let stat = unsafe { stat.assume_init() };
+    // The field types are 32-bit on some targets, 64-bit on others.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, block_size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+    Ok(blocks.saturating_mul(block_size))
 }
 
 fn human_duration(d: std::time::Duration) -> String {

@@ -63,6 +63,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with_disk_floor(0)
+}
+
+fn fixture_with_disk_floor(min_free_disk: u64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let signer = NoteSigner::new(
         "evidence-agent/sched-host",
@@ -79,6 +83,9 @@ fn fixture() -> Fixture {
         config_sha256: [0; 32],
         hard_stop: CancellationToken::new(),
         fatal: CancellationToken::new(),
+        data_dir: dir.path().to_owned(),
+        min_free_disk,
+        appended: Arc::new(tokio::sync::Notify::new()),
     });
     Fixture {
         _dir: dir,
@@ -229,6 +236,30 @@ async fn a_run_over_its_timeout_is_a_failed_entry() {
     let st = statements(&f.ctx).await;
     assert_eq!(st[0].predicate.status, Status::Failed);
     assert_eq!(st[0].predicate.trigger, Trigger::Manual);
+}
+
+#[tokio::test]
+async fn below_the_disk_floor_runs_are_failed_entries_and_the_collector_is_not_called() {
+    let f = fixture_with_disk_floor(u64::MAX);
+    let gated = Gated::default();
+    let started = gated.started.clone();
+    let c = collector("paused", "@daily", Duration::from_secs(30), gated);
+    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(r.status, "failed");
+    let error = r.error.unwrap();
+    assert!(error.starts_with("collection paused: "), "{error}");
+    assert!(error.contains("below min_free_disk_mib"), "{error}");
+    let st = statements(&f.ctx).await;
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].predicate.status, Status::Failed);
+    // The collector never started: its `started` signal holds no permit.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), started.notified())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]

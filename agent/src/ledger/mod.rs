@@ -13,6 +13,7 @@
 mod append;
 mod blobs;
 mod schema;
+pub mod sync_state;
 pub mod verify;
 
 use crate::statement::Trigger;

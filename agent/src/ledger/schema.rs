@@ -78,6 +78,39 @@ CREATE TABLE IF NOT EXISTS cursors (
     cursor       TEXT NOT NULL,
     entry_idx    INTEGER NOT NULL
 );
+-- Sync bookkeeping (see sync_state.rs). `location` is `s3://<bucket>/<prefix>/<host-id>/`, so a
+-- new bucket or prefix starts from nothing. A row in sync_uploads means S3 confirmed that
+-- object; a row in sync_pointers means S3's `checkpoint` object showed that tree size.
+CREATE TABLE IF NOT EXISTS sync_uploads (
+    location    TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    sha256      BLOB NOT NULL,
+    size        INTEGER NOT NULL,
+    uploaded_at TEXT NOT NULL,
+    PRIMARY KEY (location, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sync_pointers (
+    location  TEXT NOT NULL,
+    size      INTEGER NOT NULL,
+    synced_at TEXT NOT NULL,
+    PRIMARY KEY (location, size)
+) WITHOUT ROWID;
+-- Objects S3 holds with other bytes than ours: never overwritten, kept here for `status`.
+CREATE TABLE IF NOT EXISTS sync_alarms (
+    location    TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    detected_at TEXT NOT NULL,
+    PRIMARY KEY (location, key)
+) WITHOUT ROWID;
+-- The one mutable sync row: the outcome of the last attempt, for `status`.
+CREATE TABLE IF NOT EXISTS sync_status (
+    location        TEXT PRIMARY KEY,
+    last_attempt_at TEXT NOT NULL,
+    last_success_at TEXT,
+    last_error      TEXT,
+    last_error_at   TEXT
+);
 ";
 
 pub const APPEND_ONLY: &[&str] = &[
@@ -86,6 +119,9 @@ pub const APPEND_ONLY: &[&str] = &[
     "entries",
     "tree_nodes",
     "checkpoints",
+    "sync_uploads",
+    "sync_pointers",
+    "sync_alarms",
 ];
 
 pub fn create(conn: &Connection) -> rusqlite::Result<()> {

@@ -120,6 +120,23 @@ pub fn tiles_for_size(size: u64) -> Vec<Tile> {
     tiles
 }
 
+/// The tiles of a tree of `new` leaves that a tree of `old` leaves lacks: what to publish when
+/// the tree grows. A partial tile of another width is another object, so it counts as new.
+pub fn tiles_added(old: u64, new: u64) -> Vec<Tile> {
+    tiles_for_size(new)
+        .into_iter()
+        .filter(|t| {
+            let hashes = old.checked_shr(TILE_HEIGHT * t.level).unwrap_or(0);
+            let held = if t.is_partial() {
+                t.index == hashes / TILE_WIDTH && t.width == hashes % TILE_WIDTH
+            } else {
+                t.index < hashes / TILE_WIDTH
+            };
+            !held
+        })
+        .collect()
+}
+
 /// The bytes of a hash tile: its hashes, 32 bytes each, left to right.
 pub fn read_tile<S: NodeSource>(src: &S, tile: Tile) -> Result<Vec<u8>, S::Error> {
     let tree_level = TILE_HEIGHT * tile.level;
@@ -204,6 +221,25 @@ mod tests {
             .entries_path(),
             "tile/entries/001.p/44"
         );
+    }
+
+    #[test]
+    fn tiles_added_is_the_set_difference() {
+        let sizes = [
+            0, 1, 2, 255, 256, 257, 300, 511, 512, 65_535, 65_536, 65_537, 70_000,
+        ];
+        for &old in &sizes {
+            for &new in sizes.iter().filter(|&&n| n >= old) {
+                let before: std::collections::HashSet<Tile> =
+                    tiles_for_size(old).into_iter().collect();
+                let want: Vec<Tile> = tiles_for_size(new)
+                    .into_iter()
+                    .filter(|t| !before.contains(t))
+                    .collect();
+                assert_eq!(tiles_added(old, new), want, "{old} -> {new}");
+            }
+        }
+        assert!(tiles_added(300, 300).is_empty());
     }
 
     #[test]
