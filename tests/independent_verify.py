@@ -7,17 +7,25 @@ Written from the standards alone, sharing no code with the Rust implementation:
   consistency proofs (§2.1.4.2);
 - C2SP signed-note (note text, signature lines, Ed25519 verifier keys) and tlog-checkpoint;
 - DSSE v1 (envelope, PAE) carrying an in-toto Statement v1;
+- C2SP tlog-tiles (tile paths, hash tiles, entry bundles);
 - the ledger's SQLite table layout (agent/src/ledger/schema.rs) and DESIGN.md §3.
 
 Usage:
     independent_verify.py LEDGER.sqlite VKEY_FILE [PROOFS.json]
     independent_verify.py --vectors vectors.json
+    independent_verify.py --tiles DIR VKEY_FILE
+
+--tiles verifies one host's directory as synced to S3 (DESIGN.md §3) and downloaded: the C2SP
+tlog-tiles log (`checkpoint`, `tile/<L>/<N>[.p/<W>]`, `tile/entries/<N>[.p/<W>]`), every
+`checkpoints/<size>`, `key.vkey` and the content under `blobs/sha256/<hex>`, against the pinned
+VKEY_FILE (a different `key.vkey` is a problem, never trusted).
 
 PROOFS.json: {"inclusion": [{"index", "size", "hashes": [b64]}],
               "consistency": [{"old", "new", "hashes": [b64]}]}
 checked against the roots of the signed checkpoints of the same sizes.
 
-Prints every problem found ("entry N: ...", "checkpoint N: ...", ...) and a one-line summary.
+Prints every problem found ("entry N: ...", "checkpoint N: ...", "tile/0/000: ...",
+"blobs/sha256/<hex>: ...") and a one-line summary.
 Exit status: 0 when everything holds, 1 when any check fails, 2 on a usage error or when the
 `cryptography` package is missing.
 """
@@ -664,12 +672,512 @@ def check_proofs(proofs_path, leaves, signed_roots, counts):
 
 
 # ---------------------------------------------------------------------------------------------
+# C2SP tlog-tiles: a host's directory as synced to S3 (DESIGN.md §3, S3 layout)
+
+TILE_WIDTH = 256  # hashes (or entries) in a full tile
+TILE_HEIGHT = 8  # tree levels per tile level
+INDEX_RE = r"(?:x\d{3}/)*\d{3}"
+HASH_TILE_RE = re.compile(r"tile/(0|[1-9][0-9]?)/(" + INDEX_RE + r")(?:\.p/([1-9][0-9]*))?")
+BUNDLE_RE = re.compile(r"tile/entries/(" + INDEX_RE + r")(?:\.p/([1-9][0-9]*))?")
+CHECKPOINTS_RE = re.compile(r"checkpoints/(0|[1-9][0-9]*)")
+BLOB_RE = re.compile(r"blobs/sha256/([0-9a-f]{64})")
+
+
+def tile_index_path(n):
+    """N as 3-digit groups, every group but the last prefixed with `x` (1234067 -> x001/x234/067)."""
+    groups = ["%03d" % (n % 1000)]
+    n //= 1000
+    while n:
+        groups.insert(0, "x%03d" % (n % 1000))
+        n //= 1000
+    return "/".join(groups)
+
+
+def tile_path(level, n, width):
+    """`tile/<L>/<N>[.p/<W>]`; level "entries" gives an entry bundle's path."""
+    suffix = "" if width == TILE_WIDTH else f".p/{width}"
+    return f"tile/{level}/{tile_index_path(n)}{suffix}"
+
+
+def parse_tile_index(text):
+    n = 0
+    for g in text.split("/"):
+        n = n * 1000 + int(g.lstrip("x"))
+    return n
+
+
+def classify_tile_path(rel):
+    """(kind, level, index, width) for a hash tile or entry bundle path, or None.
+
+    Only canonical paths match: the index re-encodes to the same text, 1 <= W <= 255."""
+    m = BUNDLE_RE.fullmatch(rel)
+    if m:
+        kind, level, index_text, w = "entries", 0, m.group(1), m.group(2)
+    else:
+        m = HASH_TILE_RE.fullmatch(rel)
+        if not m:
+            return None
+        kind, level, index_text, w = "hash", int(m.group(1)), m.group(2), m.group(3)
+        if level > 63:
+            return None
+    index = parse_tile_index(index_text)
+    width = int(w) if w is not None else TILE_WIDTH
+    if not 1 <= width <= TILE_WIDTH or (w is not None and width == TILE_WIDTH):
+        return None
+    if tile_index_path(index) != index_text:
+        return None
+    return kind, level, index, width
+
+
+def parse_bundle(data):
+    """An entry bundle: entries, each prefixed by its big-endian uint16 length."""
+    entries, i = [], 0
+    while i < len(data):
+        if i + 2 > len(data):
+            raise Invalid(f"ends inside the length prefix of entry {len(entries)}")
+        n = int.from_bytes(data[i : i + 2], "big")
+        if i + 2 + n > len(data):
+            raise Invalid(f"entry {len(entries)} claims {n} bytes but only {len(data) - i - 2} remain")
+        entries.append(data[i + 2 : i + 2 + n])
+        i += 2 + n
+    return entries
+
+
+def read_tile_for(root, level, n, width):
+    """The bytes a client reads for tile (level, n) of `width`: the partial `.p/<W>` when the
+    tile is partial, falling back to the full tile (a log that grew since may have only that).
+    Returns (relative path read, bytes) or raises Invalid naming the missing path."""
+    want = tile_path(level, n, width)
+    p = root / want
+    if p.is_file():
+        return want, p.read_bytes()
+    if width < TILE_WIDTH:
+        full = tile_path(level, n, TILE_WIDTH)
+        if (root / full).is_file():
+            return full, (root / full).read_bytes()
+    raise Invalid("missing")
+
+
+def tree_levels(leaf_hashes, up_to_height):
+    """levels[h][k] = the hash of the perfect subtree of height h over leaves k*2^h .. (k+1)*2^h-1."""
+    levels = [list(leaf_hashes)]
+    for _ in range(up_to_height):
+        below = levels[-1]
+        levels.append([node_hash(below[2 * k], below[2 * k + 1]) for k in range(len(below) // 2)])
+    return levels
+
+
+def read_blob_file(root, hex_digest):
+    """Returns (sha256 of the content, size, problem or None); gzip at rest is undone."""
+    p = root / "blobs" / "sha256" / hex_digest
+    if not p.is_file():
+        return None, 0, "missing"
+    data = p.read_bytes()
+    got = sha256(data)
+    if got.hex() != hex_digest and data[:2] == b"\x1f\x8b":
+        import gzip
+
+        try:
+            plain = gzip.decompress(data)
+            if sha256(plain).hex() == hex_digest:
+                return sha256(plain), len(plain), None
+        except (OSError, EOFError):
+            pass
+    return got, len(data), None
+
+
+def verify_tiles(dir_path, vkey_path, envelopes=True):
+    """Verify a host directory laid out as in S3. With envelopes=False the entries are opaque
+    (the known-answer tiles vector), so statements and blobs are not checked."""
+    problems = []
+    counts = {"size": 0, "entries": 0, "blobs": 0, "bundles": 0, "tiles": 0, "checkpoints": 0, "beyond": 0}
+    root = pathlib.Path(dir_path)
+    try:
+        verifier = parse_vkey(pathlib.Path(vkey_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, Invalid) as e:
+        return [f"key: {e}"], counts, None
+    if not root.is_dir():
+        return [f"tiles: {dir_path} is not a directory"], counts, verifier
+    pinned = f"{verifier.name}+{verifier.key_hash.hex()}"
+    if envelopes and not verifier.name.startswith(ORIGIN_PREFIX):
+        problems.append(f"key: name {verifier.name!r} is not {ORIGIN_PREFIX}<host-id>")
+    host = verifier.name[len(ORIGIN_PREFIX) :]
+
+    # Every file must be a path of the layout.
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    bundles, hash_tiles, cp_files = [], [], []
+    for rel in files:
+        if rel in ("checkpoint", "key.vkey") or BLOB_RE.fullmatch(rel):
+            continue
+        if CHECKPOINTS_RE.fullmatch(rel):
+            cp_files.append(rel)
+            continue
+        t = classify_tile_path(rel)
+        if t is None:
+            problems.append(f"{rel}: not a path of the layout (checkpoint, key.vkey, checkpoints/<size>, tile/..., blobs/sha256/<hex>)")
+        elif t[0] == "entries":
+            bundles.append((rel,) + t[1:])
+        else:
+            hash_tiles.append((rel,) + t[1:])
+
+    # The published key.
+    kp = root / "key.vkey"
+    if not kp.is_file():
+        problems.append("key.vkey: missing")
+    else:
+        try:
+            published = kp.read_text(encoding="utf-8").strip()
+            if published != pathlib.Path(vkey_path).read_text(encoding="utf-8").strip():
+                other = parse_vkey(published)
+                problems.append(
+                    f"key.vkey: publishes {other.name}+{other.key_hash.hex()}, not the pinned key {pinned}"
+                )
+        except (OSError, UnicodeDecodeError, Invalid) as e:
+            problems.append(f"key.vkey: differs from the pinned key {pinned}: {e}")
+
+    # The checkpoint, against the pinned key.
+    try:
+        note = (root / "checkpoint").read_bytes().decode("utf-8")
+        origin, size, cp_root, _ext = parse_checkpoint(open_note(note, verifier))
+    except FileNotFoundError:
+        return problems + ["checkpoint: missing"], counts, verifier
+    except (OSError, UnicodeDecodeError) as e:
+        return problems + [f"checkpoint: {e}"], counts, verifier
+    except Invalid as e:
+        return problems + [f"checkpoint: {e}"], counts, verifier
+    if origin != verifier.name:
+        problems.append(f"checkpoint: origin {origin!r} is not the key name {verifier.name!r}")
+    counts["size"] = size
+
+    # Entry bundles for the checkpoint's size: the leaves, as a contiguous prefix.
+    entries = []
+    for n in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
+        width = min(TILE_WIDTH, size - n * TILE_WIDTH)
+        name = tile_path("entries", n, width)
+        try:
+            used, data = read_tile_for(root, "entries", n, width)
+            got = parse_bundle(data)
+        except Invalid as e:
+            problems.append(f"{name}: {e} (needed for tree size {size}); entries from {n * TILE_WIDTH} on are not verified")
+            break
+        if len(got) < width or (len(got) != width and used == name):
+            problems.append(f"{used}: holds {len(got)} entries, not {width}; entries from {n * TILE_WIDTH} on are not verified")
+            break
+        if used == tile_path("entries", n, TILE_WIDTH) and len(got) != TILE_WIDTH:
+            problems.append(f"{used}: a full bundle holds {len(got)} entries, not {TILE_WIDTH}")
+        entries.extend(got[:width])
+    leaves = [leaf_hash(e) for e in entries]
+    counts["entries"] = len(entries)
+
+    # Each entry: DSSE signature, statement, and its content under blobs/sha256/.
+    seen_blobs = set()
+    for idx, env in enumerate(entries if envelopes else []):
+        entry_problems = []
+        try:
+            st, subject = parse_statement(open_envelope(env, verifier))
+        except Invalid as e:
+            problems.append(f"entry {idx}: {e}")
+            continue
+        digest_hex = subject["digest"].get("sha256")
+        if not isinstance(digest_hex, str) or not re.fullmatch(r"[0-9a-f]{64}", digest_hex):
+            problems.append(f"entry {idx}: subject digest sha256 {digest_hex!r} is not 64 lowercase hex digits")
+            continue
+        p = st["predicate"]
+        collector = p.get("collector")
+        row = {
+            "idx": idx,
+            "content_digest": bytes.fromhex(digest_hex),
+            "collector_id": collector.get("id") if isinstance(collector, dict) else None,
+            "scheduled_for": p.get("scheduled_for"),
+            "finished_at": p.get("finished_at"),
+            "status": p.get("status"),
+            "trigger": p.get("trigger"),
+        }
+        entry_problems += check_snapshot_statement(st, subject, host, row)
+        problems += [f"entry {idx}: {x}" for x in entry_problems]
+        if digest_hex in seen_blobs:
+            continue
+        seen_blobs.add(digest_hex)
+        got, blob_size, why = read_blob_file(root, digest_hex)
+        name = f"blobs/sha256/{digest_hex}"
+        if why:
+            problems.append(f"{name}: {why} (the content of entry {idx})")
+        elif got.hex() != digest_hex:
+            problems.append(f"{name}: content SHA-256 is {got.hex()} (the content of entry {idx})")
+        else:
+            cs = p.get("content_size")
+            if type(cs) is int and cs != blob_size:
+                problems.append(f"{name}: content is {blob_size} bytes, entry {idx} says {cs}")
+    counts["blobs"] = len(seen_blobs)
+
+    # Roots of every prefix that a checkpoint names.
+    cp_sizes = set()
+    for rel in cp_files:
+        cp_sizes.add(int(CHECKPOINTS_RE.fullmatch(rel).group(1)))
+    roots = {}
+    acc = RootAccumulator()
+    wanted = cp_sizes | {size}
+    if 0 in wanted:
+        roots[0] = acc.root()
+    for lh in leaves:
+        acc.push(lh)
+        if acc.size in wanted:
+            roots[acc.size] = acc.root()
+    if len(leaves) == size:
+        if roots[size] != cp_root:
+            problems.append(
+                f"checkpoint: signed root {base64.b64encode(cp_root).decode()} is not the root of "
+                f"entries 0..{size - 1} ({base64.b64encode(roots[size]).decode()})"
+            )
+    else:
+        problems.append(f"checkpoint: its root cannot be checked: only {len(leaves)} of {size} entries are readable")
+
+    # Hash tiles: level-L tile N holds tree-level 8L nodes N*256 .. N*256+W-1.
+    max_level = 0
+    while (size >> (TILE_HEIGHT * (max_level + 1))) > 0:
+        max_level += 1
+    levels = tree_levels(leaves, TILE_HEIGHT * max_level)
+
+    def check_hash_tile(rel, level, n, width, data, needed):
+        nodes = levels[TILE_HEIGHT * level]
+        if (n * TILE_WIDTH + width) > len(nodes):
+            counts["beyond"] += 1  # covers entries past what we can recompute
+            return
+        if len(data) < width * 32 or (len(data) != width * 32 and rel == needed):
+            problems.append(f"{rel}: is {len(data)} bytes, not {width} hashes of 32 bytes")
+            return
+        for k in range(width):
+            if data[32 * k : 32 * k + 32] != nodes[n * TILE_WIDTH + k]:
+                problems.append(
+                    f"{rel}: hash {k} is not the recomputed node (tree level {TILE_HEIGHT * level}, "
+                    f"index {n * TILE_WIDTH + k})"
+                )
+                return
+        counts["tiles"] += 1
+
+    for level in range(max_level + 1):
+        count = size >> (TILE_HEIGHT * level)  # nodes of tree level 8L in a tree of `size`
+        for n in range((count + TILE_WIDTH - 1) // TILE_WIDTH):
+            width = min(TILE_WIDTH, count - n * TILE_WIDTH)
+            name = tile_path(level, n, width)
+            try:
+                used, data = read_tile_for(root, level, n, width)
+            except Invalid:
+                problems.append(f"{name}: missing (needed for tree size {size})")
+                continue
+            check_hash_tile(used, level, n, width, data, name)
+
+    # Every other tile and bundle present (older partials, full tiles): consistent with the log.
+    needed_bundles = {tile_path("entries", n, min(TILE_WIDTH, size - n * TILE_WIDTH)) for n in range((size + TILE_WIDTH - 1) // TILE_WIDTH)}
+    for rel, _level, n, width in bundles:
+        if rel in needed_bundles:
+            counts["bundles"] += 1
+            continue
+        if n * TILE_WIDTH + width > len(entries):
+            counts["beyond"] += 1
+            continue
+        try:
+            got = parse_bundle((root / rel).read_bytes())
+        except Invalid as e:
+            problems.append(f"{rel}: {e}")
+            continue
+        if got != entries[n * TILE_WIDTH : n * TILE_WIDTH + width]:
+            diff = next((k for k in range(min(len(got), width)) if got[k] != entries[n * TILE_WIDTH + k]), None)
+            what = f"entry {n * TILE_WIDTH + diff} differs from the log's" if diff is not None else f"holds {len(got)} entries, not {width}"
+            problems.append(f"{rel}: {what}")
+        else:
+            counts["bundles"] += 1
+    needed_tiles = set()
+    for level in range(max_level + 1):
+        count = size >> (TILE_HEIGHT * level)
+        for n in range((count + TILE_WIDTH - 1) // TILE_WIDTH):
+            needed_tiles.add(tile_path(level, n, min(TILE_WIDTH, count - n * TILE_WIDTH)))
+    for rel, level, n, width in hash_tiles:
+        if rel in needed_tiles:
+            continue  # checked above
+        if level > max_level or (n * TILE_WIDTH + width) << (TILE_HEIGHT * level) > len(leaves):
+            counts["beyond"] += 1
+            continue
+        check_hash_tile(rel, level, n, width, (root / rel).read_bytes(), rel)
+
+    # checkpoints/<n>: every checkpoint, kept; each signed and on this log.
+    if str(size) not in {rel.split("/")[1] for rel in cp_files}:
+        problems.append(f"checkpoints/{size}: missing (the latest checkpoint is not kept)")
+    for rel in sorted(cp_files, key=lambda r: int(r.split("/")[1])):
+        n = int(rel.split("/")[1])
+        counts["checkpoints"] += 1
+        try:
+            o, s, r, _ = parse_checkpoint(open_note((root / rel).read_bytes().decode("utf-8"), verifier))
+        except (OSError, UnicodeDecodeError, Invalid) as e:
+            problems.append(f"{rel}: {e}")
+            continue
+        if o != origin:
+            problems.append(f"{rel}: origin {o!r} is not the checkpoint's {origin!r}")
+        if s != n:
+            problems.append(f"{rel}: signed tree size is {s}")
+        elif n > size:
+            problems.append(f"{rel}: tree size {n} is larger than the checkpoint's {size}")
+        elif n > len(leaves):
+            problems.append(f"{rel}: its root cannot be checked: only {len(leaves)} entries are readable")
+        elif roots[n] != r:
+            problems.append(
+                f"{rel}: signed root {base64.b64encode(r).decode()} is not the root of entries "
+                f"0..{n - 1} ({base64.b64encode(roots[n]).decode()})"
+            )
+    return problems, counts, verifier
+
+
+def tiles_self_test(vectors, vector_dir):
+    """The tiles reader against the known-answer `tiles-300` vector, then the whole tiles mode
+    against a log built here (signed with the vector key) and damaged in known ways."""
+    import tempfile
+
+    problems = []
+    key = vectors["key"]
+    verifier = parse_vkey(key["vkey"])
+    private = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key["seed_hex"]))
+    tiles = pathlib.Path(vector_dir) / "tiles-300"
+    checks = 0
+
+    def sign_note(body):
+        sig = verifier.key_hash + private.sign(body.encode())
+        return body + "\n" + f"{SIG_LINE_PREFIX}{verifier.name} {base64.b64encode(sig).decode()}\n"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vk = pathlib.Path(tmp) / "vkey"
+        vk.write_text(key["vkey"] + "\n")
+
+        # 1. The vector: its entries are opaque `entry-<i>` bytes; checkpoint and tiles must hold.
+        if tiles.is_dir():
+            got, c, _ = verify_tiles(tiles, vk, envelopes=False)
+            # The vector has no key.vkey and no checkpoints/ (it predates the S3 layout).
+            got = [p for p in got if not p.startswith(("key.vkey:", "checkpoints/"))]
+            problems += [f"vectors: tiles-300: {p}" for p in got]
+            if c["entries"] != 300 or c["tiles"] != 3:
+                problems.append(f"vectors: tiles-300: read {c['entries']} entries and {c['tiles']} hash tiles, not 300 and 3")
+            leaves = (tiles / "tile" / "entries" / "000").read_bytes()
+            if parse_bundle(leaves)[:2] != [b"entry-0", b"entry-1"]:
+                problems.append("vectors: tiles-300: bundle 000 does not start with entry-0, entry-1")
+            checks += 1
+        else:
+            problems.append(f"vectors: {tiles} is missing")
+        for n, want in ((0, "000"), (5, "005"), (999, "999"), (1000, "x001/000"), (1234067, "x001/x234/067")):
+            if tile_index_path(n) != want or parse_tile_index(want) != n:
+                problems.append(f"vectors: tile index {n} is not encoded as {want}")
+        for bad in ("tile/0/1", "tile/0/x000/001", "tile/0/000.p/256", "tile/0/000.p/0", "tile/entries/001.p/044"):
+            if classify_tile_path(bad) is not None:
+                problems.append(f"vectors: {bad} accepted as a tile path")
+
+        # 2. A log of signed snapshot statements, 512 entries, its checkpoint at 260.
+        host = verifier.name[len(ORIGIN_PREFIX) :]
+        contents = [b"", b"alpha\n", b'{"users":["root"]}']
+        envs = []
+        for i in range(512):
+            content = contents[i % 3]
+            st = {
+                "_type": STATEMENT_TYPE,
+                "subject": [{"name": "c%d" % (i % 2), "digest": {"sha256": hashlib.sha256(content).hexdigest()}}],
+                "predicateType": PREDICATE_TYPE,
+                "predicate": {
+                    "host": host, "collector": {"id": "c%d" % (i % 2), "kind": "files"},
+                    "log_index": i, "scheduled_for": "2025-01-01T00:00:00Z",
+                    "started_at": "2025-01-01T00:00:00Z", "finished_at": "2025-01-01T00:00:01Z",
+                    "status": "ok", "content_size": len(content), "media_type": "application/json",
+                    "item_count": 1, "agent_version": "0.1.0", "config_sha256": "0" * 64,
+                },
+            }
+            payload = json.dumps(st, sort_keys=True, separators=(",", ":")).encode()
+            sig = private.sign(pae(PAYLOAD_TYPE, payload))
+            envs.append(json.dumps({
+                "payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
+                "signatures": [{"keyid": verifier.key_hash.hex(), "sig": base64.b64encode(sig).decode()}],
+            }, separators=(",", ":")).encode())
+        lh = [leaf_hash(e) for e in envs]
+        lv = tree_levels(lh, 16)
+        d = pathlib.Path(tmp) / "host"
+
+        def put(rel, data):
+            p = d / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data if isinstance(data, bytes) else data.encode())
+
+        def write_size(n):
+            for level in range(3):
+                count = n >> (8 * level)
+                for t in range((count + 255) // 256):
+                    w = min(256, count - t * 256)
+                    put(tile_path(level, t, w), b"".join(lv[8 * level][t * 256 : t * 256 + w]))
+                    if level == 0:
+                        put(tile_path("entries", t, w), b"".join(len(e).to_bytes(2, "big") + e for e in envs[t * 256 : t * 256 + w]))
+            put(f"checkpoints/{n}", sign_note(f"{verifier.name}\n{n}\n{base64.b64encode(mth(lh[:n])).decode()}\n"))
+
+        for n in (3, 100, 260, 512):
+            write_size(n)
+        # The log grew to 512 but the checkpoint is at 260 (as after an interrupted sync).
+        os_remove = lambda rel: (d / rel).unlink()
+        os_remove("checkpoints/512")
+        put("checkpoint", (d / "checkpoints/260").read_bytes())
+        put("key.vkey", key["vkey"] + "\n")
+        for c in contents:
+            put(f"blobs/sha256/{hashlib.sha256(c).hexdigest()}", c)
+
+        def expect(what, want_problem):
+            nonlocal checks
+            got, c, _ = verify_tiles(d, vk)
+            checks += 1
+            if want_problem is None and got:
+                problems.extend(f"vectors: tiles log ({what}): {p}" for p in got)
+            elif want_problem is not None and not any(p.startswith(want_problem) for p in got):
+                problems.append(f"vectors: tiles log ({what}): no problem starting {want_problem!r} in {got}")
+            return c
+
+        c = expect("intact", None)
+        if (c["entries"], c["blobs"], c["checkpoints"]) != (260, 3, 3) or c["beyond"] == 0:
+            problems.append(f"vectors: tiles log: counted {c}")
+        # A client falls back to the full tile when the partial one is gone.
+        os_remove("tile/entries/001.p/4")
+        os_remove("tile/0/001.p/4")
+        expect("partials replaced by full tiles", None)
+        os_remove("tile/1/000.p/1")
+        expect("hash tile missing", "tile/1/000.p/1: missing")
+        put("tile/1/000.p/1", lv[8][0])
+        blob = f"blobs/sha256/{hashlib.sha256(contents[1]).hexdigest()}"
+        put(blob, b"alphA\n")
+        expect("blob changed", blob + ": content SHA-256")
+        put(blob, contents[1])
+        old = (d / "tile/0/000").read_bytes()
+        put("tile/0/000", old[:64] + bytes(32) + old[96:])
+        expect("hash tile changed", "tile/0/000: hash 2")
+        put("tile/0/000", old)
+        old = (d / "tile/entries/000").read_bytes()
+        at = old.index(b'"sig":"') + len(b'"sig":"')
+        put("tile/entries/000", old[:at] + (b"B" if old[at : at + 1] == b"A" else b"A") + old[at + 1 :])
+        expect("entry changed", "entry 0: ")
+        put("tile/entries/000", old)
+        old = (d / "checkpoints/100").read_bytes()
+        put("checkpoints/100", sign_note(f"{verifier.name}\n100\n{base64.b64encode(mth(lh[:99])).decode()}\n"))
+        expect("forked old checkpoint", "checkpoints/100: signed root")
+        put("checkpoints/100", old)
+        put("checkpoint", sign_note(f"{verifier.name}\n260\n{base64.b64encode(mth(lh[:259])).decode()}\n"))
+        expect("wrong root", "checkpoint: signed root")
+        put("checkpoint", (d / "checkpoints/260").read_bytes())
+        put("key.vkey", "evidence-agent/other+00000000+AWfYHVBZ+kTcbkzhDAFxEGGG7s1oT2q8PZ9UNtudTn24\n")
+        expect("other published key", "key.vkey: ")
+        put("key.vkey", key["vkey"] + "\n")
+        put("tile/0/1", b"")
+        expect("non-canonical path", "tile/0/1: not a path")
+        os_remove("tile/0/1")
+        expect("restored", None)
+    return problems, checks
+
+
+# ---------------------------------------------------------------------------------------------
 # Known-answer self-test against the shared vectors
 
 
 def self_test(vectors_path):
     problems = []
-    counts = {"trees": 0, "inclusion": 0, "consistency": 0, "checkpoints": 0, "dsse": 0}
+    counts = {"trees": 0, "inclusion": 0, "consistency": 0, "checkpoints": 0, "dsse": 0, "tiles": 0}
     try:
         v = json.loads(pathlib.Path(vectors_path).read_text(encoding="utf-8"))
         key = v["key"]
@@ -806,6 +1314,9 @@ def self_test(vectors_path):
                 problems.append(f"vectors: generated consistency proof {m}->{n} rejected")
             if m < n and verify_consistency(m, n, mth(leaves[:m]), mth(leaves[: n - 1]), proof) is None:
                 problems.append(f"vectors: consistency proof {m}->{n} accepted against a wrong root")
+
+    tile_problems, counts["tiles"] = tiles_self_test(v, pathlib.Path(vectors_path).parent)
+    problems += tile_problems
     return problems, counts
 
 
@@ -818,9 +1329,12 @@ def main(argv):
     ap.add_argument("vkey", nargs="?", help="file holding the note verifier key")
     ap.add_argument("proofs", nargs="?", help="optional JSON file of inclusion/consistency proofs")
     ap.add_argument("--vectors", metavar="FILE", help="known-answer self-test against vectors.json")
+    ap.add_argument(
+        "--tiles", nargs=2, metavar=("DIR", "VKEY_FILE"), help="verify a host directory synced to S3"
+    )
     args = ap.parse_args(argv)
-    if not args.vectors and not (args.ledger and args.vkey):
-        ap.error("give LEDGER VKEY [PROOFS] or --vectors FILE")
+    if not args.vectors and not args.tiles and not (args.ledger and args.vkey):
+        ap.error("give LEDGER VKEY [PROOFS], --tiles DIR VKEY_FILE or --vectors FILE")
     if args.ledger and not args.vkey:
         ap.error("a ledger needs its VKEY file")
 
@@ -835,8 +1349,23 @@ def main(argv):
         else:
             print(
                 f"independent-verify vectors: OK trees={c['trees']} checkpoints={c['checkpoints']} "
-                f"inclusion={c['inclusion']} consistency={c['consistency']} dsse={c['dsse']}"
+                f"inclusion={c['inclusion']} consistency={c['consistency']} dsse={c['dsse']} "
+                f"tiles={c['tiles']}"
             )
+    if args.tiles:
+        problems, c, verifier = verify_tiles(args.tiles[0], args.tiles[1])
+        for p in problems:
+            print(p)
+        summary = (
+            f"size={c['size']} entries={c['entries']} blobs={c['blobs']} bundles={c['bundles']} "
+            f"tiles={c['tiles']} checkpoints={c['checkpoints']} beyond={c['beyond']}"
+        )
+        if problems:
+            failed = True
+            print(f"independent-verify tiles: FAILED {len(problems)} problems; {summary}")
+        else:
+            key = f"{verifier.name}+{verifier.key_hash.hex()}"
+            print(f"independent-verify tiles: OK {summary} key={key}")
     if args.ledger:
         problems, c, verifier = verify_ledger(args.ledger, args.vkey, args.proofs)
         for p in problems:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of evidence-agent. On a fresh machine it first installs what the tests need
-# from the package registries: Python's `cryptography` (the independent verifier in the tests).
+# from the package registries: Python's `cryptography` (the independent verifier in the tests) and
+# `moto[server]` (a local S3 API for the sync tests; it brings boto3, the tests' plain S3 client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,12 @@ if ! python3 -c 'import cryptography' 2>/dev/null; then
   echo "installing python3 cryptography for the independent verifier tests"
   python3 -m pip install --quiet 'cryptography>=42' \
     || python3 -m pip install --quiet --break-system-packages 'cryptography>=42'
+fi
+
+if ! python3 -c 'import moto.server, boto3' 2>/dev/null; then
+  echo "installing python3 moto[server] for the S3 sync tests"
+  python3 -m pip install --quiet 'moto[server]==5.2.1' \
+    || python3 -m pip install --quiet --break-system-packages 'moto[server]==5.2.1'
 fi
 
 cargo test --workspace --locked "$@"

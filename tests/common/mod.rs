@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end test crates.
 #![allow(dead_code)] // each test crate uses a subset
 
+pub mod s3;
+
 use rusqlite::Connection;
 use std::path::Path;
 

@@ -117,6 +117,11 @@ pub fn collect(config: Config, only: &[String]) -> anyhow::Result<()> {
             .map(Arc::new)
             .collect();
         let permits = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent));
+        // Like `run`: a ledger that S3 shows was rolled back must not append.
+        if let Some(s3) = config.s3.clone() {
+            let syncer = sync::open(&config, &s3, signer.clone()).await?;
+            daemon::anchor_at_start(&syncer).await?;
+        }
         let agent = Agent::start(config, signer).await?;
         let mut runs = tokio::task::JoinSet::new();
         for c in selected {

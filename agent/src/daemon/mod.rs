@@ -214,7 +214,7 @@ const ANCHOR_AT_START: Duration = Duration::from_secs(15);
 
 /// Compare with S3's checkpoint before appending anything: a rolled-back or replaced ledger must
 /// not collect. If S3 cannot be reached, collection starts and the sync worker checks later.
-async fn anchor_at_start(syncer: &sync::Syncer) -> anyhow::Result<()> {
+pub async fn anchor_at_start(syncer: &sync::Syncer) -> anyhow::Result<()> {
     match tokio::time::timeout(ANCHOR_AT_START, syncer.anchor()).await {
         Ok(Ok(size)) => tracing::info!(
             "{} shows {size} entries, consistent with the local ledger",
