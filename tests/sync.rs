@@ -295,7 +295,28 @@ fn a_synced_prefix_alone_verifies_and_a_second_sync_uploads_only_what_is_new() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(s3_tree_size(&server), Some(340));
     assert_prefix_verifies(&server, &host);
-    assert_written_once(&server.versions(BUCKET, HOST_PREFIX));
+    let versions = server.versions(BUCKET, HOST_PREFIX);
+    assert_written_once(&versions);
+
+    // Someone deletes S3's `checkpoint` (every version): the next sync says so and puts it back.
+    let pointer = format!("{HOST_PREFIX}checkpoint");
+    for v in versions.iter().filter(|v| v.key == pointer) {
+        assert_eq!(
+            server.delete_version(BUCKET, &v.key, &v.version_id),
+            "deleted"
+        );
+    }
+    assert_eq!(s3_tree_size(&server), None);
+    let out = host.agent(&["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("is missing"), "{}", text(&out));
+    assert_eq!(s3_tree_size(&server), Some(340));
+    let status = host.agent(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("ALARM"),
+        "{}",
+        text(&status)
+    );
 }
 
 #[test]

@@ -191,8 +191,13 @@ impl Syncer {
 
     /// One pass: anchor, upload everything pending, move `checkpoint`.
     pub async fn sync_once(&self) -> Result<SyncReport, SyncError> {
-        self.anchor().await?;
-        let plan = self.plan().await?;
+        let remote_size = self.anchor().await?;
+        let mut plan = self.plan().await?;
+        if plan.pointer.is_none() && remote_size != plan.size {
+            // S3's `checkpoint` is missing or older than what it was confirmed to show (deleted
+            // or rolled back there): put the latest again.
+            plan.pointer = self.with_ledger(|l| l.latest_checkpoint()).await?;
+        }
         let mut report = SyncReport {
             size: plan.synced_size,
             ..SyncReport::default()
