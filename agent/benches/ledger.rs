@@ -9,33 +9,17 @@
 //!
 //! Run: `cargo bench -p evidence-agent --bench ledger` (N via `BENCH_APPENDS`, default 2000).
 
-use chrono::Utc;
-use collectors::{Content, Snapshot};
+mod common;
+
 use ed25519_dalek::{Signature, SigningKey, Verifier};
-use evidence_agent::ledger::{verify::verify, Ledger, NewEntry, Outcome};
-use evidence_agent::statement::{self, Trigger};
+use evidence_agent::ledger::{verify::verify, Ledger, NewEntry};
+use evidence_agent::statement;
 use evidence_agent::tlog::note::NoteSigner;
 use std::time::Instant;
 
 fn entry(i: u64) -> NewEntry {
-    let now = Utc::now();
     let body = format!("{{\"items\":[{{\"id\":\"user-{i}\",\"type\":\"user\",\"uid\":{i}}}]}}");
-    NewEntry {
-        collector_id: format!("c{}", i % 10),
-        kind: "linux_accounts".into(),
-        trigger: Trigger::Schedule,
-        scheduled_for: now,
-        started_at: now,
-        finished_at: now,
-        config_sha256: [0; 32],
-        outcome: Outcome::Ok(Snapshot {
-            content: Content::from_bytes(body.into_bytes()),
-            media_type: collectors::MEDIA_TYPE_JSON,
-            item_count: 1,
-            cursor: None,
-            details: serde_json::Value::Null,
-        }),
-    }
+    common::ok_entry(i, "linux_accounts", body.into_bytes())
 }
 
 fn main() {
