@@ -298,9 +298,19 @@ fn a_synced_prefix_alone_verifies_and_a_second_sync_uploads_only_what_is_new() {
     let versions = server.versions(BUCKET, HOST_PREFIX);
     assert_written_once(&versions);
 
-    // Someone deletes S3's `checkpoint` (every version): the next sync says so and puts it back.
+    // Someone deletes S3's `checkpoint` and a blob (every version; no Object Lock here): the
+    // next sync says so, puts back what is missing, and the prefix verifies again.
     let pointer = format!("{HOST_PREFIX}checkpoint");
-    for v in versions.iter().filter(|v| v.key == pointer) {
+    let blob = versions
+        .iter()
+        .find(|v| v.key.contains("/blobs/sha256/"))
+        .expect("a blob")
+        .key
+        .clone();
+    for v in versions
+        .iter()
+        .filter(|v| v.key == pointer || v.key == blob)
+    {
         assert_eq!(
             server.delete_version(BUCKET, &v.key, &v.version_id),
             "deleted"
@@ -311,6 +321,8 @@ fn a_synced_prefix_alone_verifies_and_a_second_sync_uploads_only_what_is_new() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("is missing"), "{}", text(&out));
     assert_eq!(s3_tree_size(&server), Some(340));
+    assert!(server.get(BUCKET, &blob).is_some(), "{blob} is back");
+    assert_prefix_verifies(&server, &host);
     let status = host.agent(&["status"]);
     assert!(
         String::from_utf8_lossy(&status.stdout).contains("ALARM"),
@@ -465,6 +477,15 @@ fn the_daemon_collects_through_an_outage_and_drains_the_backlog_when_s3_returns(
         "{status_text}"
     );
 
+    // The daemon holds the sync lock: a second syncer is turned away.
+    let out = host.agent(&["sync"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("another evidence-agent process"),
+        "{}",
+        text(&out)
+    );
+
     proxy.come_up();
     let collected = host.size();
     wait_for("S3 to catch up with the entries collected", || {
@@ -581,4 +602,34 @@ fn a_key_holding_other_bytes_is_an_alarm_and_is_never_overwritten() {
     let status_text = String::from_utf8_lossy(&status.stdout);
     assert!(status_text.contains("ALARM"), "{status_text}");
     assert!(status_text.contains(&blob), "{status_text}");
+}
+
+#[test]
+fn a_checkpoint_in_s3_not_signed_by_the_host_is_an_alarm_and_collection_goes_on() {
+    let server = server_with_bucket(false);
+    let host = Host::new(&server.endpoint(), "", "@daily");
+    host.append(3);
+    server.put(
+        BUCKET,
+        &format!("{HOST_PREFIX}checkpoint"),
+        "evidence-agent/sync-host\n99\nAAAA\n\n\u{2014} someone else\n".as_bytes(),
+    );
+    let out = host.agent(&["sync"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not a checkpoint signed by this host's key"),
+        "{}",
+        text(&out)
+    );
+    // Not a proof that the local ledger is behind: collection is not stopped.
+    let out = host.agent(&["collect"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(host.size(), 4);
+    let status = host.agent(&["status"]);
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert!(status_text.contains("ALARM"), "{status_text}");
+    assert!(
+        status_text.contains("not syncing until it is looked at"),
+        "{status_text}"
+    );
 }

@@ -53,6 +53,7 @@ pub fn sync(config: Config) -> anyhow::Result<()> {
     };
     let name = keys::key_name(&config.host_id);
     let signer = keys::load(&config.key_path, Some(&name))?;
+    let _lock = sync::lock(&config.data_dir)?;
     block_on(async move {
         let syncer = sync::open(&config, &s3, signer).await?;
         let result = syncer.sync_once().await;

@@ -127,13 +127,15 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
     for problem in config.check_environment() {
         tracing::warn!("{problem}");
     }
-    let syncer = match config.s3.clone() {
-        Some(s3) => Some(Arc::new(
-            crate::sync::open(&config, &s3, signer.clone())
+    let (syncer, _sync_lock) = match config.s3.clone() {
+        Some(s3) => {
+            let lock = sync::lock(&config.data_dir)?;
+            let syncer = sync::open(&config, &s3, signer.clone())
                 .await
-                .context("open the ledger for sync")?,
-        )),
-        None => None,
+                .context("open the ledger for sync")?;
+            (Some(Arc::new(syncer)), Some(lock))
+        }
+        None => (None, None),
     };
     let agent = Agent::start(config, signer).await?;
     if let Some(syncer) = &syncer {
@@ -172,10 +174,15 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
     let (refused_tx, mut refused) = tokio::sync::mpsc::channel::<SyncError>(1);
     if let Some(syncer) = syncer {
         let worker = sync::worker::run_worker(syncer, agent.ctx.appended.clone(), shutdown.clone());
+        let worker = tokio::spawn(worker);
         tokio::spawn(async move {
-            if let Err(e) = worker.await {
-                let _ = refused_tx.send(e).await;
-            }
+            let stopped = match worker.await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e,
+                // A bug in sync must not leave the daemon collecting with sync silently gone.
+                Err(e) => SyncError::Task(format!("the sync worker died: {e}")),
+            };
+            let _ = refused_tx.send(stopped).await;
         });
     }
     let fatal = agent.ctx.fatal.clone();
@@ -220,7 +227,17 @@ pub async fn anchor_at_start(syncer: &sync::Syncer) -> anyhow::Result<()> {
             "{} shows {size} entries, consistent with the local ledger",
             syncer.location()
         ),
-        Ok(Err(e @ SyncError::Refused(_))) => return Err(anyhow::Error::new(e)),
+        Ok(Err(e @ SyncError::Refused(_))) => {
+            // Kept for `status`, which is where an operator looks when the agent will not start.
+            let (location, message) = (syncer.location().to_owned(), e.to_string());
+            let recorded = syncer
+                .with_ledger(move |l| l.record_sync_attempt(&location, Some(&message)))
+                .await;
+            if let Err(r) = recorded {
+                tracing::warn!("cannot record the refusal: {r}");
+            }
+            return Err(anyhow::Error::new(e));
+        }
         Ok(Err(e)) => tracing::warn!(
             "cannot compare with S3 at start-up (collecting anyway; sync checks before uploading): {e}"
         ),

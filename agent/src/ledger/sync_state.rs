@@ -120,12 +120,39 @@ impl Ledger {
         Ok(size.map_or(0, |s| s as u64))
     }
 
-    /// What `location` lacks to hold the whole local tree.
+    /// What `location` lacks to hold the whole local tree, going by the upload records.
     pub fn sync_plan(&self, location: &str) -> Result<SyncPlan, LedgerError> {
+        self.plan_from(location, None)
+    }
+
+    /// What to upload when S3 shows a tree of only `remote_size` although more was confirmed
+    /// (objects deleted or a bucket recreated there): everything beyond `remote_size`,
+    /// disregarding the upload records. Putting an object S3 still holds is harmless (412, then
+    /// compared).
+    pub fn sync_plan_from(
+        &self,
+        location: &str,
+        remote_size: u64,
+    ) -> Result<SyncPlan, LedgerError> {
+        self.plan_from(location, Some(remote_size))
+    }
+
+    fn plan_from(
+        &self,
+        location: &str,
+        rebuild_from: Option<u64>,
+    ) -> Result<SyncPlan, LedgerError> {
         let tx = self.conn.unchecked_transaction()?;
-        let synced_size = self.synced_size(location)?;
+        let synced_size = match rebuild_from {
+            Some(remote) => remote,
+            None => self.synced_size(location)?,
+        };
         let size = self.size()?;
+        let trust_records = rebuild_from.is_none();
         let uploaded = |key: &str| -> Result<bool, LedgerError> {
+            if !trust_records {
+                return Ok(false);
+            }
             Ok(self
                 .conn
                 .prepare_cached("SELECT 1 FROM sync_uploads WHERE location = ?1 AND key = ?2")?
@@ -150,9 +177,10 @@ impl Ledger {
             "SELECT DISTINCT b.digest, b.size FROM entries e JOIN blobs b ON b.digest = e.content_digest
              WHERE e.idx >= ?1 AND e.idx < ?2 AND NOT EXISTS (
                 SELECT 1 FROM sync_uploads u
-                WHERE u.location = ?3 AND u.key = 'blobs/sha256/' || lower(hex(b.digest)))",
+                WHERE ?4 AND u.location = ?3 AND u.key = 'blobs/sha256/' || lower(hex(b.digest)))",
         )?;
-        let rows = stmt.query_map(params![synced_size as i64, size as i64, location], |r| {
+        let bounds = params![synced_size as i64, size as i64, location, trust_records];
+        let rows = stmt.query_map(bounds, |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
         })?;
         for row in rows {

@@ -37,6 +37,13 @@ pub enum SyncError {
     /// The local ledger is behind S3 or forked from it: nothing may be uploaded or collected.
     #[error("{0}")]
     Refused(String),
+    /// S3's `checkpoint` is not a checkpoint of this host's log (not text, not signed by the
+    /// host key, another origin): an alarm; sync waits for someone to look, collection goes on.
+    #[error("{0}")]
+    Untrusted(String),
+    /// Another process syncs this ledger already.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{count} object(s) in S3 hold other bytes than the ledger (first: {first}); S3's checkpoint is not moved past them")]
@@ -66,6 +73,39 @@ pub fn location(config: &S3Config, host_id: &str) -> String {
     } else {
         format!("s3://{}/{}/{host_id}/", config.bucket, config.prefix)
     }
+}
+
+/// Held while a process syncs a data directory: the daemon and `evidence-agent sync` must not
+/// both move S3's `checkpoint` (an older pass finishing last would set it back).
+#[derive(Debug)]
+pub struct SyncLock {
+    _file: std::fs::File,
+}
+
+/// Take the sync lock of `data_dir` (`sync.lock`, an advisory `flock` the kernel releases when
+/// the process dies), or say who holds it.
+pub fn lock(data_dir: &std::path::Path) -> Result<SyncLock, SyncError> {
+    use std::os::unix::io::AsRawFd;
+    let path = data_dir.join("sync.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| SyncError::Busy(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let why = if e.kind() == std::io::ErrorKind::WouldBlock {
+            "another evidence-agent process (the daemon?) is syncing this data directory; \
+             the daemon syncs after every run by itself"
+                .to_owned()
+        } else {
+            e.to_string()
+        };
+        return Err(SyncError::Busy(format!("{}: {why}", path.display())));
+    }
+    Ok(SyncLock { _file: file })
 }
 
 /// A syncer for `config`'s ledger, over a connection of its own, to the host directory of `s3`.
@@ -126,31 +166,21 @@ impl Syncer {
             if synced > 0 {
                 let message = format!(
                     "{url} is missing although S3 confirmed a tree of {synced} entries before; \
-                     the checkpoint is put again"
+                     what is missing is put again"
                 );
-                tracing::error!("{message}");
-                let location = self.location.clone();
-                self.with_ledger(move |l| l.record_sync_alarm(&location, POINTER_KEY, &message))
-                    .await?;
+                self.alarm(POINTER_KEY, &message).await?;
             }
             return Ok(0);
         };
+        let remote = match self.parse_pointer(bytes) {
+            Ok(remote) => remote,
+            Err(why) => {
+                let message = format!("{url} {why}; not syncing until it is looked at");
+                self.alarm(POINTER_KEY, &message).await?;
+                return Err(SyncError::Untrusted(message));
+            }
+        };
         let refuse = |why: String| SyncError::Refused(format!("refusing to sync: {url} {why}"));
-        let text = String::from_utf8(bytes).map_err(|_| refuse("is not UTF-8 text".into()))?;
-        let body = self.verifier.open(&text).map_err(|e| {
-            refuse(format!(
-                "is not a checkpoint signed by this host's key {}: {e}",
-                self.verifier.name()
-            ))
-        })?;
-        let remote = Checkpoint::parse(body).map_err(|e| refuse(e.to_string()))?;
-        if remote.origin != self.verifier.name() {
-            return Err(refuse(format!(
-                "has origin {:?}, not {:?}",
-                remote.origin,
-                self.verifier.name()
-            )));
-        }
         if remote.size > local_size {
             return Err(refuse(format!(
                 "shows a tree of {} entries but the local ledger has only {local_size}: \
@@ -180,7 +210,46 @@ impl Syncer {
                  stops; investigate before starting the agent again"
             )));
         }
+        if remote_size < synced {
+            let message = format!(
+                "{url} shows a tree of {remote_size} entries although S3 confirmed {synced} \
+                 before (set back there); what is missing is put again"
+            );
+            self.alarm(POINTER_KEY, &message).await?;
+        }
         Ok(remote_size)
+    }
+
+    /// S3's `checkpoint` bytes as a checkpoint of this host's log, or why they are not one.
+    fn parse_pointer(&self, bytes: Vec<u8>) -> Result<Checkpoint, String> {
+        // A checkpoint is a few hundred bytes; anything much larger is not one.
+        if bytes.len() > 64 * 1024 {
+            return Err(format!("is {} bytes, not a checkpoint", bytes.len()));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_owned())?;
+        let body = self.verifier.open(&text).map_err(|e| {
+            format!(
+                "is not a checkpoint signed by this host's key {}: {e}",
+                self.verifier.name()
+            )
+        })?;
+        let remote = Checkpoint::parse(body).map_err(|e| e.to_string())?;
+        if remote.origin != self.verifier.name() {
+            return Err(format!(
+                "has origin {:?}, not {:?}",
+                remote.origin,
+                self.verifier.name()
+            ));
+        }
+        Ok(remote)
+    }
+
+    /// Log an alarm as an error and record it for `status`.
+    async fn alarm(&self, key: &str, message: &str) -> Result<(), SyncError> {
+        tracing::error!("sync alarm: {message}");
+        let (location, key, message) = (self.location.clone(), key.to_owned(), message.to_owned());
+        self.with_ledger(move |l| l.record_sync_alarm(&location, &key, &message))
+            .await
     }
 
     /// What S3 still lacks.
@@ -192,12 +261,17 @@ impl Syncer {
     /// One pass: anchor, upload everything pending, move `checkpoint`.
     pub async fn sync_once(&self) -> Result<SyncReport, SyncError> {
         let remote_size = self.anchor().await?;
-        let mut plan = self.plan().await?;
-        if plan.pointer.is_none() && remote_size != plan.size {
-            // S3's `checkpoint` is missing or older than what it was confirmed to show (deleted
-            // or rolled back there): put the latest again.
-            plan.pointer = self.with_ledger(|l| l.latest_checkpoint()).await?;
-        }
+        let location = self.location.clone();
+        let plan = self
+            .with_ledger(move |l| {
+                if remote_size < l.synced_size(&location)? {
+                    // S3 lost what it had confirmed: the records cannot be trusted there.
+                    l.sync_plan_from(&location, remote_size)
+                } else {
+                    l.sync_plan(&location)
+                }
+            })
+            .await?;
         let mut report = SyncReport {
             size: plan.synced_size,
             ..SyncReport::default()
@@ -255,9 +329,9 @@ impl Syncer {
                     let key = e.conflict_key().unwrap_or_default().to_owned();
                     let message = e.to_string();
                     tracing::error!("sync alarm: {message}");
-                    let (location, alarm_key) = (self.location.clone(), key.clone());
-                    self.with_ledger(move |l| l.record_sync_alarm(&location, &alarm_key, &message))
-                        .await?;
+                    if let Err(e) = self.alarm(&key, &message).await {
+                        failure.get_or_insert(e);
+                    }
                     conflicts.push(key);
                 }
                 Ok(Err(e)) => {
@@ -268,7 +342,9 @@ impl Syncer {
                 }
             }
             if confirmed.len() >= RECORD_BATCH {
-                self.record(std::mem::take(&mut confirmed)).await?;
+                if let Err(e) = self.record(std::mem::take(&mut confirmed)).await {
+                    failure.get_or_insert(e);
+                }
             }
         }
         self.record(confirmed).await?;
@@ -301,8 +377,13 @@ async fn upload(
     object: PendingObject,
 ) -> Result<(Upload, PutOutcome), SyncError> {
     let source = object.source.clone();
-    let bytes = with_ledger(ledger, move |l| l.object_bytes(&source)).await?;
-    let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    // Reading and hashing a large blob is blocking work: both happen on the blocking pool.
+    let (bytes, sha256) = with_ledger(ledger, move |l| {
+        let bytes = l.object_bytes(&source)?;
+        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+        Ok((bytes, sha256))
+    })
+    .await?;
     if let ObjectSource::Blob(digest) = object.source {
         if digest != sha256 {
             return Err(LedgerError::Corrupt(format!(
@@ -313,7 +394,7 @@ async fn upload(
         }
     }
     let size = bytes.len() as u64;
-    let outcome = store.put_once(&object.key, bytes).await?;
+    let outcome = store.put_once(&object.key, bytes, sha256).await?;
     Ok((
         Upload {
             key: object.key,

@@ -1,7 +1,8 @@
 //! The S3 side: one host's directory in a bucket, written through aws-sdk-s3.
 //!
 //! Write-once objects are put with `If-None-Match: *`, so S3 itself refuses to replace an
-//! object. When it refuses (412), the object is read back: the same bytes mean an earlier attempt
+//! object (AWS since 2024, MinIO, moto; on a store that ignored the header a repeated PUT would
+//! replace the object, and only a versioned bucket would keep the first). When it refuses (412), the object is read back: the same bytes mean an earlier attempt
 //! landed (idempotent), other bytes are a [`StoreError::Conflict`] and are never overwritten.
 //! Every PUT carries its SHA-256 checksum, which S3 checks against the body it received, and,
 //! with Object Lock configured, the retention mode and retain-until date.
@@ -113,9 +114,13 @@ impl HostStore {
         format!("s3://{}/{}{key}", self.bucket, self.base)
     }
 
-    /// Put a write-once object, unless S3 already has it.
-    pub async fn put_once(&self, key: &str, bytes: Vec<u8>) -> Result<PutOutcome, StoreError> {
-        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    /// Put a write-once object whose SHA-256 is `sha256`, unless S3 already has it.
+    pub async fn put_once(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        sha256: [u8; 32],
+    ) -> Result<PutOutcome, StoreError> {
         let mut put = self
             .client
             .put_object()

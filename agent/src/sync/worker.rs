@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// A pass runs at least this often, even without appends (to anchor and to retry alarms).
+/// A pass runs at least this often, even without appends, so S3 is compared with the ledger
+/// while the host is idle too.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(60);
 /// The first delay after a failed pass; it doubles up to [`BACKOFF_CAP`].
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
