@@ -2,10 +2,8 @@
 //! guard, and tamper detection by `verify` naming the entry or checkpoint.
 
 use chrono::{TimeZone, Utc};
-use collectors::{Content, Snapshot};
 use ed25519_dalek::SigningKey;
 use evidence_agent::ledger::{verify::verify, Ledger, NewEntry, Outcome};
-use evidence_agent::statement::Trigger;
 use evidence_agent::tlog::merkle;
 use evidence_agent::tlog::note::{Checkpoint, NoteSigner};
 use rusqlite::Connection;
@@ -22,29 +20,16 @@ fn signer() -> NoteSigner {
 }
 
 fn run(i: u64, body: &str) -> NewEntry {
-    let t =
-        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(i as i64);
     let outcome = match i % 7 {
         5 => Outcome::Failed(format!("cannot read /nope/{i}: No such file")),
         6 => Outcome::Skipped("previous run still going".into()),
-        _ => Outcome::Ok(Snapshot {
-            content: Content::from_bytes(body.as_bytes().to_vec()),
-            media_type: collectors::MEDIA_TYPE_JSON,
-            item_count: 1,
-            cursor: Some(serde_json::json!({"offset": i})),
-            details: serde_json::Value::Null,
-        }),
+        _ => common::ok_json(body, Some(serde_json::json!({"offset": i}))),
     };
-    NewEntry {
-        collector_id: format!("c{}", i % 3),
-        kind: "command".into(),
-        trigger: Trigger::Schedule,
-        scheduled_for: t,
-        started_at: t,
-        finished_at: t + chrono::Duration::seconds(1),
-        config_sha256: [9; 32],
+    common::test_entry(
+        i,
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         outcome,
-    }
+    )
 }
 
 /// A ledger with `n` entries appended in batches of 1, 2, 3, … (so several checkpoints).

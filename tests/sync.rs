@@ -7,13 +7,13 @@
 mod common;
 
 use chrono::{TimeZone, Utc};
-use collectors::{Content, Snapshot};
 use common::s3::{FaultProxy, Faults, ObjectVersion, S3Server};
 use evidence_agent::keys;
 use evidence_agent::ledger::{Ledger, NewEntry, Outcome};
-use evidence_agent::statement::Trigger;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const BUCKET: &str = "evidence-test";
@@ -127,38 +127,17 @@ force_path_style = true
 }
 
 fn entry(i: u64) -> NewEntry {
-    let t = Utc
-        .with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
-        .single()
-        .expect("valid time")
-        + chrono::Duration::minutes(i as i64);
     let outcome = if i % 11 == 10 {
         Outcome::Failed(format!("cannot read /etc/app/{i}.conf"))
     } else {
-        Outcome::Ok(Snapshot {
-            content: Content::from_bytes(
-                format!(
-                    "{{\"items\":[{{\"id\":\"user-{i}\",\"pad\":\"{}\"}}]}}",
-                    "x".repeat(300)
-                )
-                .into_bytes(),
-            ),
-            media_type: collectors::MEDIA_TYPE_JSON,
-            item_count: 1,
-            cursor: None,
-            details: serde_json::Value::Null,
-        })
+        let pad = "x".repeat(300);
+        common::ok_json(
+            format!("{{\"items\":[{{\"id\":\"user-{i}\",\"pad\":\"{pad}\"}}]}}"),
+            None,
+        )
     };
-    NewEntry {
-        collector_id: format!("c{}", i % 3),
-        kind: "command".into(),
-        trigger: Trigger::Schedule,
-        scheduled_for: t,
-        started_at: t,
-        finished_at: t + chrono::Duration::seconds(1),
-        config_sha256: [7; 32],
-        outcome,
-    }
+    let start = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).single();
+    common::test_entry(i, start.expect("valid time"), outcome)
 }
 
 fn text(out: &Output) -> String {
@@ -217,26 +196,79 @@ fn assert_written_once(versions: &[ObjectVersion]) {
     }
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
+/// Wait for `child` to exit and collect its output; the wait runs on a thread so that a hung
+/// process fails the test after [`DEADLINE`] instead of hanging it.
+fn finish(child: Child, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(out) => out.expect("collect the output"),
+        Err(_) => {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("{what} did not exit");
+        }
     }
 }
 
-fn wait_exit(child: &mut Child, what: &str) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
+/// A running process's stderr, line by line as it is written, kept whole for the end.
+struct Log {
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Log {
+    fn follow(stderr: ChildStderr) -> Log {
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Log {
+            lines,
+            seen: Vec::new(),
         }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("{what} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
+
+    /// Block until `n` lines written so far match `pred` (earlier lines count); the last
+    /// matching line.
+    fn wait_count(&mut self, what: &str, n: usize, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let matching: Vec<&String> = self.seen.iter().filter(|l| pred(l)).collect();
+            if matching.len() >= n {
+                return matching[n - 1].clone();
+            }
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "timed out (or the process ended) waiting for {what}; its log:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything the process wrote, once it has exited.
+    fn rest(mut self) -> String {
+        self.seen.extend(self.lines.iter());
+        self.seen.join("\n")
+    }
+}
+
+/// `tree_size=N` of a "synced to" log line.
+fn logged_tree_size(line: &str) -> Option<u64> {
+    let rest = &line[line.find("tree_size=")? + "tree_size=".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 fn sigterm(child: &Child) {
@@ -380,27 +412,31 @@ fn with_object_lock_every_write_once_object_is_retained_and_deletes_are_refused(
 #[test]
 fn a_server_killed_mid_sync_ends_complete_after_restart_without_rewrites() {
     let mut server = server_with_bucket(true);
+    // Every request passes a proxy (without faults), whose connection count says when uploads
+    // are under way (moto closes each connection after one request).
+    let proxy = FaultProxy::start(server.port(), Faults::none());
     let host = Host::new(
-        &server.endpoint(),
+        &proxy.endpoint(),
         "object_lock_mode = \"GOVERNANCE\"\nobject_lock_days = 1",
         "@daily",
     );
     host.append(400);
 
-    let mut sync = host
+    let sync = host
         .command(&["sync"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start sync");
-    wait_for("the first confirmed uploads", || {
-        host.confirmed_uploads() >= 50
-    });
-    server.kill();
-    let status = wait_exit(&mut sync, "sync with the server gone");
-    let out = sync.wait_with_output().expect("sync output");
+    // The anchoring GET, then at least 69 PUTs started, of which at most 8 are still in flight.
     assert!(
-        !status.success(),
+        proxy.wait_for_connections(70, DEADLINE),
+        "the sync never got under way"
+    );
+    server.kill();
+    let out = finish(sync, "sync with the server gone");
+    assert!(
+        !out.status.success(),
         "sync must fail while S3 is gone: {}",
         text(&out)
     );
@@ -466,9 +502,12 @@ fn the_daemon_collects_through_an_outage_and_drains_the_backlog_when_s3_returns(
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the daemon");
-    wait_for("5 entries collected during the outage", || {
-        host.ledger_path().exists() && host.size() >= 5
+    let mut log = Log::follow(daemon.stderr.take().expect("piped stderr"));
+    log.wait_count("5 runs recorded during the outage", 5, |l| {
+        l.contains("run recorded")
     });
+    log.wait_count("a failed sync pass", 1, |l| l.contains("failed (attempt"));
+    assert!(host.size() >= 5);
     let status = host.agent(&["status"]);
     let status_text = String::from_utf8_lossy(&status.stdout);
     assert!(status_text.contains("  error     "), "{status_text}");
@@ -488,18 +527,17 @@ fn the_daemon_collects_through_an_outage_and_drains_the_backlog_when_s3_returns(
 
     proxy.come_up();
     let collected = host.size();
-    wait_for("S3 to catch up with the entries collected", || {
-        s3_tree_size(&server).is_some_and(|s| s >= collected)
-    });
-    sigterm(&daemon);
-    let status = wait_exit(&mut daemon, "the daemon after SIGTERM");
-    let out = daemon.wait_with_output().expect("daemon output");
-    assert!(status.success(), "daemon: {}", text(&out));
-    assert!(
-        text(&out).contains("works again"),
-        "the recovery is logged: {}",
-        text(&out)
+    log.wait_count(
+        "a pass that brings S3 up to the entries collected",
+        1,
+        |l| l.contains("synced to") && logged_tree_size(l).is_some_and(|s| s >= collected),
     );
+    assert!(s3_tree_size(&server).is_some_and(|s| s >= collected));
+    sigterm(&daemon);
+    let out = finish(daemon, "the daemon after SIGTERM");
+    let log = log.rest();
+    assert!(out.status.success(), "daemon: {}\n{log}", text(&out));
+    assert!(log.contains("works again"), "the recovery is logged: {log}");
     // Whatever the daemon appended after its last pass goes up with one more sync.
     let out = host.agent(&["sync"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -527,15 +565,18 @@ fn a_rolled_back_or_replaced_ledger_is_refused() {
         let _ = std::fs::remove_file(host.data().join(format!("ledger.sqlite{suffix}")));
     }
     for args in [&["sync"][..], &["collect"], &["run"]] {
-        let mut child = host
+        let child = host
             .command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the agent");
-        let status = wait_exit(&mut child, &format!("{args:?} on a rolled-back ledger"));
-        let out = child.wait_with_output().expect("output");
-        assert!(!status.success(), "{args:?} must refuse: {}", text(&out));
+        let out = finish(child, &format!("{args:?} on a rolled-back ledger"));
+        assert!(
+            !out.status.success(),
+            "{args:?} must refuse: {}",
+            text(&out)
+        );
         assert!(
             text(&out).contains("rolled back or replaced"),
             "{args:?}: {}",

@@ -3,6 +3,10 @@
 
 pub mod s3;
 
+use chrono::{DateTime, Utc};
+use collectors::{Content, Snapshot};
+use evidence_agent::ledger::{NewEntry, Outcome};
+use evidence_agent::statement::Trigger;
 use rusqlite::Connection;
 use std::path::Path;
 
@@ -17,4 +21,31 @@ pub fn attacker(path: &Path) -> Connection {
         .expect("drop the append-only triggers");
     }
     conn
+}
+
+/// Entry `i` of a test ledger: a scheduled run of collector `c<i mod 3>`, `i` minutes after
+/// `start`, taking one second, with `outcome`.
+pub fn test_entry(i: u64, start: DateTime<Utc>, outcome: Outcome) -> NewEntry {
+    let t = start + chrono::Duration::minutes(i as i64);
+    NewEntry {
+        collector_id: format!("c{}", i % 3),
+        kind: "command".into(),
+        trigger: Trigger::Schedule,
+        scheduled_for: t,
+        started_at: t,
+        finished_at: t + chrono::Duration::seconds(1),
+        config_sha256: [9; 32],
+        outcome,
+    }
+}
+
+/// A successful run whose content is the JSON `body` with one item.
+pub fn ok_json(body: impl Into<Vec<u8>>, cursor: Option<serde_json::Value>) -> Outcome {
+    Outcome::Ok(Snapshot {
+        content: Content::from_bytes(body.into()),
+        media_type: collectors::MEDIA_TYPE_JSON,
+        item_count: 1,
+        cursor,
+        details: serde_json::Value::Null,
+    })
 }

@@ -68,11 +68,11 @@ pub struct SyncReport {
 
 /// `s3://<bucket>/<prefix>/<host-id>/`: where `host_id`'s log lives under `config`.
 pub fn location(config: &S3Config, host_id: &str) -> String {
-    if config.prefix.is_empty() {
-        format!("s3://{}/{host_id}/", config.bucket)
-    } else {
-        format!("s3://{}/{}/{host_id}/", config.bucket, config.prefix)
-    }
+    format!(
+        "s3://{}/{}",
+        config.bucket,
+        store::host_base(config, host_id)
+    )
 }
 
 /// Held while a process syncs a data directory: the daemon and `evidence-agent sync` must not

@@ -92,11 +92,7 @@ impl HostStore {
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.force_path_style)
             .build();
-        let base = if config.prefix.is_empty() {
-            format!("{host_id}/")
-        } else {
-            format!("{}/{host_id}/", config.prefix)
-        };
+        let base = host_base(config, host_id);
         HostStore {
             client: aws_sdk_s3::Client::from_conf(s3_config),
             bucket: config.bucket.clone(),
@@ -234,6 +230,15 @@ impl HostStore {
             url: self.url(key),
             message,
         }
+    }
+}
+
+/// `<prefix>/<host-id>/`, or `<host-id>/` without a prefix: the host's directory in the bucket.
+pub fn host_base(config: &S3Config, host_id: &str) -> String {
+    if config.prefix.is_empty() {
+        format!("{host_id}/")
+    } else {
+        format!("{}/{host_id}/", config.prefix)
     }
 }
 
