@@ -24,11 +24,7 @@ fn agent(args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::output_text(out)
 }
 
 /// A small host tree: accounts with shadow hashes, a sudoers file and an authorized key.

@@ -143,6 +143,7 @@ fn new_entry(i: u64, blobs: &mut BTreeSet<[u8; 32]>) -> NewEntry {
         started_at: t + chrono::Duration::seconds(1),
         finished_at: t + chrono::Duration::seconds(3),
         config_sha256: [0x5a; 32],
+        schedule: Some("* * * * *".into()),
         outcome,
     }
 }
@@ -387,4 +388,379 @@ fn python_verifier_passes_its_known_answer_self_test() {
         "{}",
         run.stdout
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evidence bundles, checked by `tests/independent_bundle.py` (same standards, plus the bundle
+// rules of agent/src/bundle/*.rs docs), made by the real binary's `export`.
+
+const BUNDLE_DAYS: u32 = 10;
+const TICKETS: &str = "changes";
+const ACCESS: &str = "access-review";
+const AUTH_LOG: &str = "auth-log";
+
+fn bundle_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/independent_bundle.py")
+}
+
+/// Day `day`'s run of one of three collectors (one per population class), at midnight UTC.
+fn bundle_entry(day: u32, collector: &str) -> NewEntry {
+    let t = Utc
+        .with_ymd_and_hms(2026, 3, day, 0, 0, 0)
+        .single()
+        .expect("valid time");
+    let (kind, outcome) = match collector {
+        ACCESS => (
+            "command",
+            match day % 4 {
+                1 => Outcome::Failed(format!("exit status 1 on day {day}")),
+                2 => Outcome::Skipped("previous run still going".into()),
+                _ => ok_snapshot(
+                    format!("{{\"items\":[{{\"id\":\"user-{}\"}}]}}", day % 3),
+                    serde_json::Value::Null,
+                ),
+            },
+        ),
+        AUTH_LOG => (
+            "log_file",
+            if day % 5 == 3 {
+                Outcome::Failed("auth.log is not readable".into())
+            } else {
+                let start = u64::from(day) * 1000;
+                ok_snapshot(
+                    format!("day {day}: sshd accepted publickey\n"),
+                    serde_json::json!({
+                        "path": "/var/log/auth.log",
+                        "start_offset": start,
+                        "end_offset": start + 37,
+                    }),
+                )
+            },
+        ),
+        _ => {
+            // Tickets stay open for three days; one title looks like a spreadsheet formula,
+            // one id is a number.
+            let items: Vec<String> = (day.saturating_sub(2)..=day)
+                .map(|d| {
+                    let id = if d % 4 == 0 {
+                        format!("{}", 9000 + d)
+                    } else {
+                        format!("\"PR-{d}\"")
+                    };
+                    let title = if d == 6 { "=HYPERLINK(1)" } else { "Bump deps" };
+                    format!(
+                        "{{\"approvers\":[\"bob\",\"carol-{d}\"],\"author\":\"alice\",\
+                         \"id\":{id},\"merged_at\":\"2026-03-{d:02}T12:00:00Z\",\
+                         \"title\":\"{title}\",\"type\":\"change\"}}"
+                    )
+                })
+                .collect();
+            (
+                "github_pull_requests",
+                ok_snapshot(
+                    format!("{{\"items\":[{}]}}", items.join(",")),
+                    serde_json::Value::Null,
+                ),
+            )
+        }
+    };
+    NewEntry {
+        collector_id: collector.into(),
+        kind: kind.into(),
+        trigger: Trigger::Schedule,
+        scheduled_for: t,
+        started_at: t + chrono::Duration::seconds(1),
+        finished_at: t + chrono::Duration::seconds(2),
+        config_sha256: [0x33; 32],
+        schedule: Some("0 0 * * *".into()),
+        outcome,
+    }
+}
+
+fn ok_snapshot(content: String, details: serde_json::Value) -> Outcome {
+    Outcome::Ok(Snapshot {
+        content: Content::from_bytes(content.into_bytes()),
+        media_type: collectors::MEDIA_TYPE_JSON,
+        item_count: 1,
+        cursor: None,
+        details,
+    })
+}
+
+/// A data directory whose ledger holds one checkpoint per day (three entries each), for
+/// 2026-03-01..10, and the bundle the binary exports of 2026-03-04..08 (entries 9..24: the
+/// range starts at checkpoint 9, so it carries a consistency proof from 9 to 24).
+struct BundleFixture {
+    dir: tempfile::TempDir,
+    vkey: PathBuf,
+    out: PathBuf,
+    /// What `export` printed.
+    stdout: String,
+}
+
+fn bundle_fixture() -> BundleFixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("keys")).expect("mkdir");
+    let mut ledger =
+        Ledger::open(&data.join("ledger.sqlite"), HOST, signer()).expect("open ledger");
+    for day in 1..=BUNDLE_DAYS {
+        let batch: Vec<NewEntry> = [ACCESS, AUTH_LOG, TICKETS]
+            .iter()
+            .map(|c| bundle_entry(day, c))
+            .collect();
+        ledger.append(batch).expect("append");
+    }
+    drop(ledger);
+    let vkey = data.join("keys/host.vkey");
+    std::fs::write(&vkey, format!("{}\n", signer().verifier())).expect("write vkey");
+    let out = dir.path().join("bundle");
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_evidence-agent"))
+        .arg("--config")
+        .arg(dir.path().join("absent.toml"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "export",
+            "--from",
+            "2026-03-04",
+            "--to",
+            "2026-03-08",
+            "--out",
+        ])
+        .arg(&out)
+        .args(["--sample", "3", "--seed", "fixed"])
+        .output()
+        .expect("run evidence-agent export");
+    let stdout = String::from_utf8_lossy(&export.stdout).into_owned();
+    assert!(
+        export.status.success(),
+        "export failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    BundleFixture {
+        dir,
+        vkey,
+        out,
+        stdout,
+    }
+}
+
+fn run_bundle_verifier(bundle: &Path, vkey: &Path) -> Run {
+    require_python();
+    let mut cmd = Command::new("python3");
+    cmd.arg(bundle_script()).arg(bundle).arg("--vkey").arg(vkey);
+    run(cmd)
+}
+
+/// The number before `word` in `text` ("… 15 entries, …").
+fn count_before(text: &str, word: &str) -> u64 {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| w.trim_end_matches(',') == word)
+        .unwrap_or_else(|| panic!("no {word:?} in {text}"));
+    words[at - 1]
+        .parse()
+        .unwrap_or_else(|_| panic!("no count before {word:?} in {text}"))
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir") {
+        let path = e.expect("dir entry").path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// After an edit: the manifest's file list and SHA256SUMS made to match the files again, so
+/// that only the deeper checks (names, proofs, derived files) can notice.
+fn reseal(bundle: &Path) {
+    let rel = |p: &Path| {
+        p.strip_prefix(bundle)
+            .expect("under the bundle")
+            .to_string_lossy()
+            .into_owned()
+    };
+    let manifest_path = bundle.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).expect("read manifest"))
+            .expect("manifest json");
+    let files: Vec<serde_json::Value> = files_under(bundle)
+        .iter()
+        .filter(|p| !["manifest.json", "SHA256SUMS"].contains(&rel(p).as_str()))
+        .map(|p| {
+            let bytes = std::fs::read(p).expect("read");
+            serde_json::json!({"path": rel(p), "sha256": sha256_hex(&bytes), "size": bytes.len()})
+        })
+        .collect();
+    manifest["files"] = serde_json::Value::Array(files);
+    let bytes = collectors::canonical::to_vec(&manifest).expect("canonical json");
+    std::fs::write(&manifest_path, bytes).expect("write manifest");
+    let sums: String = files_under(bundle)
+        .iter()
+        .filter(|p| rel(p) != "SHA256SUMS")
+        .map(|p| {
+            format!(
+                "{}  {}\n",
+                sha256_hex(&std::fs::read(p).expect("read")),
+                rel(p)
+            )
+        })
+        .collect();
+    std::fs::write(bundle.join("SHA256SUMS"), sums).expect("write sums");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for file in files_under(from) {
+        let target = to.join(file.strip_prefix(from).expect("under from"));
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&file, &target).expect("copy");
+    }
+}
+
+#[test]
+fn bundle_is_verified_by_an_independent_implementation() {
+    let f = bundle_fixture();
+    // The bundle covers 2026-03-04..08: entries 9..24, after checkpoints 3, 6 and 9.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f.out.join("manifest.json")).expect("read manifest"))
+            .expect("manifest json");
+    assert_eq!(manifest["hosts"][0]["start_size"], 9, "{manifest}");
+    assert_eq!(manifest["hosts"][0]["end_size"], 24, "{manifest}");
+    assert!(f
+        .out
+        .join(format!("proofs/{HOST}/consistency-9-24.json"))
+        .is_file());
+
+    // Our own verifier agrees, so a failure below is a disagreement between the two.
+    let own = Command::new(env!("CARGO_BIN_EXE_evidence-agent"))
+        .arg("verify")
+        .arg(&f.out)
+        .arg("--vkey")
+        .arg(&f.vkey)
+        .output()
+        .expect("run evidence-agent verify");
+    assert!(
+        own.status.success(),
+        "evidence-agent verify:\n{}",
+        String::from_utf8_lossy(&own.stdout)
+    );
+
+    let run = run_bundle_verifier(&f.out, &f.vkey);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.lines().len(), 1, "{}", run.stdout);
+    let summary: serde_json::Value = serde_json::from_str(run.summary()).expect("summary json");
+    assert_eq!(summary["ok"], true, "{summary}");
+    let host = &summary["hosts"][HOST];
+    assert_eq!(host["pinned"], true, "{summary}");
+    assert_eq!(host["start_size"], 9, "{summary}");
+    assert_eq!(host["end_size"], 24, "{summary}");
+    assert_eq!(host["vkey"], signer().verifier().to_string(), "{summary}");
+
+    let entries = count_before(&f.stdout, "entries");
+    let blobs = count_before(&f.stdout, "blobs");
+    let sampled = count_before(&f.stdout, "rows");
+    assert_eq!(entries, 15);
+    assert_eq!(summary["entries"], entries, "{summary}\n{}", f.stdout);
+    assert_eq!(summary["blobs"], blobs, "{summary}\n{}", f.stdout);
+    assert_eq!(summary["sample_rows"], sampled, "{summary}\n{}", f.stdout);
+    // Three populations of at least three rows each: three sampled rows each.
+    assert_eq!(sampled, 9, "{}", f.stdout);
+    let on_disk = files_under(&f.out.join("blobs/sha256")).len() as u64;
+    assert_eq!(on_disk, blobs);
+}
+
+#[test]
+fn independent_bundle_verifier_names_each_deep_tampering() {
+    let f = bundle_fixture();
+    let blob = files_under(&f.out.join("blobs/sha256"))
+        .into_iter()
+        .next()
+        .expect("a blob");
+    let blob_rel = format!(
+        "blobs/sha256/{}",
+        blob.file_name().expect("name").to_string_lossy()
+    );
+    let proof_rel = format!("proofs/{HOST}/17.json");
+    let consistency_rel = format!("proofs/{HOST}/consistency-9-24.json");
+    let forged = B64.encode([7u8; 32]);
+    type Edit<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: Vec<(&str, Edit, String)> = vec![
+        (
+            "one flipped byte of a blob",
+            Box::new(|b: &Path| {
+                let path = b.join(&blob_rel);
+                let mut bytes = std::fs::read(&path).expect("read blob");
+                bytes[0] ^= 0x01;
+                std::fs::write(&path, bytes).expect("write blob");
+            }),
+            format!("{blob_rel}: content does not match its name"),
+        ),
+        (
+            "a forged inclusion proof hash",
+            Box::new(|b: &Path| {
+                let path = b.join(&proof_rel);
+                let mut doc: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+                doc["hashes"][0] = forged.clone().into();
+                std::fs::write(&path, doc.to_string()).expect("write proof");
+            }),
+            format!("{proof_rel}: does not prove"),
+        ),
+        (
+            "a forged consistency proof hash",
+            Box::new(|b: &Path| {
+                let path = b.join(&consistency_rel);
+                let mut doc: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+                doc["hashes"][0] = forged.clone().into();
+                std::fs::write(&path, doc.to_string()).expect("write proof");
+            }),
+            format!("{consistency_rel}: does not prove"),
+        ),
+        (
+            "a failed run shown as ok in population.csv",
+            Box::new(|b: &Path| {
+                let path = b.join("population.csv");
+                let text = std::fs::read_to_string(&path).expect("read population");
+                assert!(text.contains(",failed,"), "{text}");
+                std::fs::write(&path, text.replacen(",failed,", ",ok,", 1)).expect("write");
+            }),
+            "population.csv: row ".to_owned(),
+        ),
+    ];
+    for (what, edit, named) in cases {
+        let copy = f.dir.path().join(what.replace(' ', "-"));
+        copy_dir(&f.out, &copy);
+        edit(&copy);
+        reseal(&copy);
+        let run = run_bundle_verifier(&copy, &f.vkey);
+        assert_eq!(run.code, 1, "{what}:\n{}", run.stdout);
+        let lines = run.lines();
+        assert!(
+            lines.iter().any(|l| l.starts_with(&named)),
+            "{what}: no line starts with {named:?}:\n{}",
+            run.stdout
+        );
+        // Resealing worked: nothing but the deep check complains about the edited file.
+        assert!(
+            !run.stdout.contains("SHA256SUMS") && !run.stdout.contains("manifest.json"),
+            "{what}:\n{}",
+            run.stdout
+        );
+        let summary: serde_json::Value = serde_json::from_str(run.summary()).expect("summary json");
+        assert_eq!(summary["ok"], false, "{what}: {summary}");
+    }
 }

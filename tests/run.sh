@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of evidence-agent. On a fresh machine it first installs what the tests need
-# from the package registries: Python's `cryptography` (the independent verifier in the tests) and
-# `moto[server]` (a local S3 API for the sync tests; it brings boto3, the tests' plain S3 client).
+# from the package registries: Python's `cryptography` (the independent verifier in the tests),
+# `moto[server]` (a local S3 API for the sync tests; it brings boto3, the tests' plain S3 client)
+# and Debian's `chromium` (headless, to render the bundle's report.html).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,16 @@ if ! python3 -c 'import moto.server, boto3' 2>/dev/null; then
   echo "installing python3 moto[server] for the S3 sync tests"
   python3 -m pip install --quiet 'moto[server]==5.2.1' \
     || python3 -m pip install --quiet --break-system-packages 'moto[server]==5.2.1'
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing Debian's chromium for the report.html rendering test"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+  fi
+  $sudo apt-get update
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 fi
 
 cargo test --workspace --locked "$@"

@@ -4,6 +4,7 @@
 //! `config` → `scheduler` runs `collectors` → `ledger` signs (`statement`, `tlog`) and commits →
 //! `verify` re-checks what was committed. See ARCHITECTURE.md for the map and the invariants.
 
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -197,6 +197,9 @@ pub struct SnapshotPredicate {
     pub item_count: u64,
     pub agent_version: String,
     pub config_sha256: String,
+    /// The collector's schedule expression in force for this run (DESIGN.md §3 `schedule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
 }

@@ -35,6 +35,9 @@ pub fn test_entry(i: u64, start: DateTime<Utc>, outcome: Outcome) -> NewEntry {
         started_at: t,
         finished_at: t + chrono::Duration::seconds(1),
         config_sha256: [9; 32],
+        // Collector c<k> runs every third minute from minute k, as its entries do (for `start`
+        // on a minute divisible by 3).
+        schedule: Some(format!("{}/3 * * * *", i % 3)),
         outcome,
     }
 }
@@ -48,4 +51,34 @@ pub fn ok_json(body: impl Into<Vec<u8>>, cursor: Option<serde_json::Value>) -> O
         cursor,
         details: serde_json::Value::Null,
     })
+}
+
+/// A scheduled run of `collector` (of `kind`, on `schedule`) at `at`, taking a second.
+pub fn scheduled_run(
+    collector: &str,
+    kind: &str,
+    schedule: &str,
+    at: DateTime<Utc>,
+    outcome: Outcome,
+) -> NewEntry {
+    NewEntry {
+        collector_id: collector.into(),
+        kind: kind.into(),
+        trigger: Trigger::Schedule,
+        scheduled_for: at,
+        started_at: at,
+        finished_at: at + chrono::Duration::seconds(1),
+        config_sha256: [3; 32],
+        schedule: Some(schedule.into()),
+        outcome,
+    }
+}
+
+/// A finished command's stdout then stderr, for assertion messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

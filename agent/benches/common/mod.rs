@@ -16,6 +16,7 @@ pub fn ok_entry(i: u64, kind: &str, content: Vec<u8>) -> NewEntry {
         started_at: now,
         finished_at: now,
         config_sha256: [0; 32],
+        schedule: None,
         outcome: Outcome::Ok(Snapshot {
             content: Content::from_bytes(content),
             media_type: collectors::MEDIA_TYPE_JSON,

@@ -16,7 +16,9 @@ use std::sync::Arc;
 /// blocking pool (a file read on a hung mount outliving its timeout) get a few seconds, then
 /// are abandoned: everything that matters was committed before `work` returned, and the
 /// process must exit when asked to.
-fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(super) fn block_on<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -223,8 +225,23 @@ fn print_key(verifier: &NoteVerifier) {
     println!("fingerprint {}", keys::fingerprint(verifier));
 }
 
+/// The verifier keys in `files` (`--vkey`), one per file, on its first line.
+pub(super) fn read_vkeys(files: &[PathBuf]) -> anyhow::Result<Vec<NoteVerifier>> {
+    files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("read {}", file.display()))?;
+            // The first line, so that the output of `evidence-agent key` (vkey, then the
+            // fingerprint) works as a --vkey file too.
+            let line = text.lines().map(str::trim).find(|l| !l.is_empty());
+            NoteVerifier::parse(line.unwrap_or("")).with_context(|| format!("{}", file.display()))
+        })
+        .collect()
+}
+
 /// Which key checks the ledger, and how much it can be trusted.
-fn choose_verifier(
+pub(super) fn choose_verifier(
     paths: &Paths,
     vkey_files: &[PathBuf],
     origin: &str,
@@ -232,11 +249,7 @@ fn choose_verifier(
 ) -> anyhow::Result<(NoteVerifier, String)> {
     if !vkey_files.is_empty() {
         let mut names = Vec::new();
-        for file in vkey_files {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("read {}", file.display()))?;
-            let v =
-                NoteVerifier::parse(text.trim()).with_context(|| format!("{}", file.display()))?;
+        for (file, v) in vkey_files.iter().zip(read_vkeys(vkey_files)?) {
             if v.name() == origin {
                 return Ok((v, format!("pinned by {}", file.display())));
             }

@@ -4,6 +4,7 @@
 //! read (status, log, show, diff, verify, key) also work with `--data-dir` alone when there is
 //! no configuration file, so an auditor can inspect a copied data directory.
 
+mod bundle;
 mod inspect;
 mod manage;
 
@@ -78,7 +79,37 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Verify the local ledger (or the ledger file or data directory at PATH); exit 0 only if all holds.
+    /// Export a period as an evidence bundle (a directory, or a .tar.gz when PATH ends so).
+    Export {
+        /// First day (YYYY-MM-DD, UTC) or RFC 3339 time of the period.
+        #[arg(long)]
+        from: String,
+        /// Last day of the period, included (YYYY-MM-DD), or an RFC 3339 time, excluded.
+        #[arg(long)]
+        to: String,
+        /// The bundle to write (must not exist).
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// Limit populations, samples and content to this collector; repeatable.
+        #[arg(long = "collector", value_name = "ID")]
+        collectors: Vec<String>,
+        /// Sample N rows of each population, or size each by its control frequency (auto).
+        #[arg(long, value_name = "N|auto")]
+        sample: Option<String>,
+        /// The sample's seed (default: a fresh random one, recorded in the bundle).
+        #[arg(long, value_name = "S")]
+        seed: Option<String>,
+        /// Export every host's log from S3 (the agents' sync target) instead of the local
+        /// ledger; endpoint and region come from the configuration's [s3] table if there is
+        /// one, else from the AWS environment.
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        source: Option<String>,
+        /// With --source: only this host; repeatable.
+        #[arg(long = "host", value_name = "HOST", requires = "source")]
+        hosts: Vec<String>,
+    },
+    /// Verify the local ledger, a ledger file or data directory, or a bundle (directory or
+    /// .tar.gz) at PATH; exit 0 only if all holds.
     Verify {
         path: Option<PathBuf>,
         /// Pin the verifier key (a file holding a vkey line); repeatable.
@@ -131,11 +162,36 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Diff { old, new, json } => {
             inspect::diff(&Paths::resolve(&cli.config, data_dir)?, old, new, json)
         }
+        Command::Export {
+            ref from,
+            ref to,
+            ref out,
+            ref collectors,
+            ref sample,
+            ref seed,
+            ref source,
+            ref hosts,
+        } => bundle::export(
+            &Paths::resolve(&cli.config, data_dir)?,
+            &bundle::ExportArgs {
+                from,
+                to,
+                out,
+                collectors,
+                sample: sample.as_deref(),
+                seed: seed.as_deref(),
+                source: source.as_deref(),
+                hosts,
+            },
+        ),
         Command::Verify {
             ref path,
             ref vkeys,
             json,
         } => {
+            if let Some(p) = path.as_deref().filter(|p| bundle::is_bundle(p)) {
+                return bundle::verify_bundle(p, vkeys, json);
+            }
             let paths = match path {
                 Some(p) => Paths::of_ledger_path(p)?,
                 None => Paths::resolve(&cli.config, data_dir)?,
@@ -199,8 +255,8 @@ impl Paths {
         };
         if !ledger.is_file() {
             anyhow::bail!(
-                "{}: not a ledger file nor a data directory holding {LEDGER_FILE} \
-                 (bundle verification comes with `export`)",
+                "{}: not a ledger file, a data directory holding {LEDGER_FILE}, \
+                 nor a bundle (a directory holding manifest.json, or a .tar.gz)",
                 path.display()
             );
         }

@@ -21,7 +21,7 @@
 
 mod collector;
 mod s3;
-mod source;
+pub(crate) mod source;
 #[cfg(test)]
 mod tests;
 
@@ -119,7 +119,7 @@ const MAX_CONCURRENT: u64 = 1024;
 /// small `failed` entries recorded while collection is paused.
 const DEFAULT_MIN_FREE_DISK_MIB: u64 = 256;
 /// The longest host id (the longest DNS name).
-const MAX_HOST_ID_LEN: usize = 253;
+pub(crate) const MAX_HOST_ID_LEN: usize = 253;
 const KNOWN_TOP_LEVEL: [&str; 7] = [
     "host_id",
     "data_dir",

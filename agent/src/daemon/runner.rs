@@ -90,6 +90,7 @@ async fn record_run(
         started_at,
         finished_at,
         config_sha256: ctx.config_sha256,
+        schedule: Some(collector.schedule.source().to_owned()),
         outcome,
     };
     let (mut status, item_count, mut error) = match &outcome {

@@ -41,6 +41,11 @@ impl Scheduler {
             .filter(|p| p.pid == std::process::id() || !process_alive(p.pid))
             .map(|p| {
                 tracing::warn!(collector = %p.collector_id, scheduled_for = %timestamp(p.scheduled_for), "run interrupted by the agent's stop");
+                let schedule = self
+                    .collectors
+                    .iter()
+                    .find(|c| c.id == p.collector_id)
+                    .map(|c| c.schedule.source().to_owned());
                 NewEntry {
                     collector_id: p.collector_id,
                     kind: p.kind,
@@ -49,6 +54,7 @@ impl Scheduler {
                     started_at: p.started_at,
                     finished_at: Utc::now(),
                     config_sha256: self.ctx.config_sha256,
+                    schedule,
                     outcome: Outcome::Failed(
                         "the agent stopped before the run finished (crash or kill)".into(),
                     ),
@@ -162,6 +168,7 @@ fn skipped_entry(
         started_at: now,
         finished_at: now,
         config_sha256: ctx.config_sha256,
+        schedule: Some(c.schedule.source().to_owned()),
         outcome: Outcome::Skipped(reason),
     }
 }

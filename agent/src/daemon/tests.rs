@@ -125,6 +125,7 @@ async fn seed_scheduled_run(ctx: &RunContext, id: &str, at: chrono::DateTime<Utc
         started_at: at,
         finished_at: at,
         config_sha256: [0; 32],
+        schedule: None,
         outcome: Outcome::Failed("seed".into()),
     };
     ctx.ledger

@@ -124,6 +124,7 @@ pub(super) fn append_one(
         item_count,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         config_sha256: hex::encode(entry.config_sha256),
+        schedule: entry.schedule.clone(),
         details,
     };
     let payload = Statement::new(&entry.collector_id, &hex::encode(digest), predicate).to_payload();

@@ -84,6 +84,9 @@ pub struct NewEntry {
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub config_sha256: [u8; 32],
+    /// The collector's schedule expression when it ran (signed, so that a bundle's verifier can
+    /// check coverage without the configuration); `None` for runs of unscheduled collectors.
+    pub schedule: Option<String>,
     pub outcome: Outcome,
 }
 

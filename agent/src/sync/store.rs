@@ -73,6 +73,20 @@ impl HostStore {
     /// A client for `config`, with credentials and anything left unset from the standard AWS
     /// chain (environment, profile, web identity, IMDS). No request is made yet.
     pub async fn connect(config: &S3Config, host_id: &str) -> HostStore {
+        Self::connect_dir(config, host_base(config, host_id)).await
+    }
+
+    /// The directory holding every host's, `s3://<bucket>/<prefix>/`: for listing hosts.
+    pub async fn connect_fleet(config: &S3Config) -> HostStore {
+        let base = if config.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", config.prefix)
+        };
+        Self::connect_dir(config, base).await
+    }
+
+    async fn connect_dir(config: &S3Config, base: String) -> HostStore {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
@@ -92,7 +106,6 @@ impl HostStore {
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.force_path_style)
             .build();
-        let base = host_base(config, host_id);
         HostStore {
             client: aws_sdk_s3::Client::from_conf(s3_config),
             bucket: config.bucket.clone(),
@@ -204,6 +217,47 @@ impl HostStore {
                 message: format!("reading the body: {e}"),
             })?;
         Ok(Some(body.into_bytes().to_vec()))
+    }
+
+    /// Keys under `<host dir>/<under>`, relative to the host directory; with `folders`, only
+    /// the next level's "folders" (common prefixes ending in `/`). Follows every page.
+    pub async fn list(&self, under: &str, folders: bool) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{}{under}", self.base);
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let mut request = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token.take());
+            if folders {
+                request = request.delimiter("/");
+            }
+            let page = request
+                .send()
+                .await
+                .map_err(|e| self.request_error("LIST", under, &e))?;
+            let strip = |k: &str| k.strip_prefix(&self.base).map(str::to_owned);
+            if folders {
+                out.extend(
+                    page.common_prefixes()
+                        .iter()
+                        .filter_map(|p| p.prefix().and_then(strip)),
+                );
+            } else {
+                out.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|o| o.key().and_then(strip)),
+                );
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     fn request_error<E>(
