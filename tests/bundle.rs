@@ -5,6 +5,7 @@
 mod common;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::bundle::{copy_dir, files_under, reseal};
 use evidence_agent::keys;
 use evidence_agent::ledger::{Ledger, NewEntry, Outcome};
 use serde_json::{json, Value};
@@ -175,49 +176,6 @@ fn export_then_verify_round_trip_as_directory_and_tar_gz() {
     assert!(sums.status.success(), "sha256sum -c: {}", text(&sums));
 }
 
-/// Recompute the manifest's file list and SHA256SUMS after an edit, as a forger would.
-fn reseal(dir: &Path) {
-    let sha = |p: &Path| hex::encode(Sha256::digest(std::fs::read(p).unwrap()));
-    let mut manifest: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    let mut files = Vec::new();
-    for f in walk(dir) {
-        if f != "manifest.json" && f != "SHA256SUMS" {
-            let p = dir.join(&f);
-            files.push(json!({"path": f, "sha256": sha(&p), "size": p.metadata().unwrap().len()}));
-        }
-    }
-    manifest["files"] = Value::Array(files);
-    std::fs::write(
-        dir.join("manifest.json"),
-        serde_json::to_vec(&manifest).unwrap(),
-    )
-    .unwrap();
-    let sums: String = walk(dir)
-        .into_iter()
-        .filter(|f| f != "SHA256SUMS")
-        .map(|f| format!("{}  {f}\n", sha(&dir.join(&f))))
-        .collect();
-    std::fs::write(dir.join("SHA256SUMS"), sums).unwrap();
-}
-
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().to_str().unwrap().to_owned());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn edit(path: &Path, f: impl FnOnce(String) -> String) {
     let s = std::fs::read_to_string(path).unwrap();
     std::fs::write(path, f(s)).unwrap();
@@ -228,7 +186,7 @@ fn every_kind_of_tampering_is_detected_and_named() {
     let host = typical_host();
     let pristine = host.scratch("pristine");
     assert!(host.export(&pristine, &PERIOD).status.success());
-    let blob = walk(&pristine)
+    let blob = files_under(&pristine)
         .into_iter()
         .find(|f| f.starts_with("blobs/"))
         .unwrap();
@@ -385,11 +343,7 @@ fn every_kind_of_tampering_is_detected_and_named() {
     ];
     for (i, (what, tamper, sealed, expected)) in cases.iter().enumerate() {
         let copy = host.scratch(&format!("tampered-{i}"));
-        let cp = Command::new("cp")
-            .args(["-r", pristine.to_str().unwrap(), copy.to_str().unwrap()])
-            .status()
-            .unwrap();
-        assert!(cp.success());
+        copy_dir(&pristine, &copy);
         tamper(&copy);
         if *sealed {
             reseal(&copy);

@@ -16,6 +16,7 @@ use rusqlite::{params, Connection};
 use std::collections::BTreeSet;
 
 mod common;
+use common::bundle::{copy_dir, files_under, reseal};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -565,71 +566,6 @@ fn count_before(text: &str, word: &str) -> u64 {
         .unwrap_or_else(|_| panic!("no count before {word:?} in {text}"))
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read_dir") {
-        let path = e.expect("dir entry").path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// After an edit: the manifest's file list and SHA256SUMS made to match the files again, so
-/// that only the deeper checks (names, proofs, derived files) can notice.
-fn reseal(bundle: &Path) {
-    let rel = |p: &Path| {
-        p.strip_prefix(bundle)
-            .expect("under the bundle")
-            .to_string_lossy()
-            .into_owned()
-    };
-    let manifest_path = bundle.join("manifest.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&manifest_path).expect("read manifest"))
-            .expect("manifest json");
-    let files: Vec<serde_json::Value> = files_under(bundle)
-        .iter()
-        .filter(|p| !["manifest.json", "SHA256SUMS"].contains(&rel(p).as_str()))
-        .map(|p| {
-            let bytes = std::fs::read(p).expect("read");
-            serde_json::json!({"path": rel(p), "sha256": sha256_hex(&bytes), "size": bytes.len()})
-        })
-        .collect();
-    manifest["files"] = serde_json::Value::Array(files);
-    let bytes = collectors::canonical::to_vec(&manifest).expect("canonical json");
-    std::fs::write(&manifest_path, bytes).expect("write manifest");
-    let sums: String = files_under(bundle)
-        .iter()
-        .filter(|p| rel(p) != "SHA256SUMS")
-        .map(|p| {
-            format!(
-                "{}  {}\n",
-                sha256_hex(&std::fs::read(p).expect("read")),
-                rel(p)
-            )
-        })
-        .collect();
-    std::fs::write(bundle.join("SHA256SUMS"), sums).expect("write sums");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for file in files_under(from) {
-        let target = to.join(file.strip_prefix(from).expect("under from"));
-        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
-        std::fs::copy(&file, &target).expect("copy");
-    }
-}
-
 #[test]
 fn bundle_is_verified_by_an_independent_implementation() {
     let f = bundle_fixture();
@@ -689,10 +625,7 @@ fn independent_bundle_verifier_names_each_deep_tampering() {
         .into_iter()
         .next()
         .expect("a blob");
-    let blob_rel = format!(
-        "blobs/sha256/{}",
-        blob.file_name().expect("name").to_string_lossy()
-    );
+    let blob_rel = format!("blobs/sha256/{blob}");
     let proof_rel = format!("proofs/{HOST}/17.json");
     let consistency_rel = format!("proofs/{HOST}/consistency-9-24.json");
     let forged = B64.encode([7u8; 32]);

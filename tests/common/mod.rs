@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end test crates.
 #![allow(dead_code)] // each test crate uses a subset
 
+pub mod bundle;
 pub mod s3;
 
 use chrono::{DateTime, Utc};
