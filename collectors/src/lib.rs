@@ -15,9 +15,11 @@
 //! ([`ContentWriter`]), so no collector holds a big file in memory.
 
 pub mod canonical;
+pub mod change;
 mod content;
 pub mod diff;
 mod error;
+pub mod http;
 pub mod registry;
 
 pub mod command;

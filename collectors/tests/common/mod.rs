@@ -2,6 +2,8 @@
 //! does, running them, and reading what they produced.
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod api_server;
+
 use collectors::{CollectContext, CollectError, Collector, Snapshot};
 use serde_json::Value;
 use std::io::Read;
