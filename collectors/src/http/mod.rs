@@ -214,6 +214,9 @@ impl<'a> Api<'a> {
                 Err(err) => {
                     failures += 1;
                     let why = transport_error(&err);
+                    if is_permanent(&err) {
+                        return Err(CollectError::Other(format!("{what}: {why}")));
+                    }
                     if failures >= MAX_ATTEMPTS {
                         return Err(CollectError::Other(format!(
                             "{what}: {why} ({failures} attempts)"
@@ -389,6 +392,31 @@ fn transport_error(err: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Failures that trying again cannot mend: a failed TLS handshake (a certificate the client does
+/// not trust, no common protocol; rustls errors reach us inside I/O errors), a redirect loop, a
+/// request that cannot be built.
+fn is_permanent(err: &reqwest::Error) -> bool {
+    if err.is_builder() || err.is_redirect() {
+        return true;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        // An I/O error's `source` skips the error it wraps, so unwrap those by hand.
+        let mut inner: Option<&(dyn std::error::Error + 'static)> = Some(cause);
+        while let Some(error) = inner {
+            if error.is::<rustls::Error>() {
+                return true;
+            }
+            inner = error
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|e| e as &(dyn std::error::Error + 'static));
+        }
+        source = cause.source();
+    }
+    false
 }
 
 async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
