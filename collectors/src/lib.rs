@@ -25,6 +25,8 @@ pub mod registry;
 pub mod command;
 pub mod files;
 pub mod gitlab;
+
+pub mod jira;
 pub mod linux_accounts;
 pub mod log_file;
 

@@ -13,6 +13,8 @@ pub const KINDS: &[(&str, Constructor)] = &[
     ("command", crate::command::build),
     ("files", crate::files::build),
     ("gitlab_merge_requests", crate::gitlab::build),
+
+    ("jira_issues", crate::jira::build),
     ("linux_accounts", crate::linux_accounts::build),
     ("log_file", crate::log_file::build),
 ];

@@ -23,6 +23,8 @@ mod collector;
 mod s3;
 pub(crate) mod source;
 #[cfg(test)]
+mod example_tests;
+#[cfg(test)]
 mod tests;
 
 pub use s3::{ObjectLock, ObjectLockMode, S3Config};
