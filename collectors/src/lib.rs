@@ -26,6 +26,7 @@ pub mod command;
 pub mod files;
 pub mod linux_accounts;
 pub mod log_file;
+pub mod servicenow;
 
 pub use content::{Content, ContentWriter};
 pub use error::{CollectError, SettingError};

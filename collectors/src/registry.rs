@@ -14,6 +14,7 @@ pub const KINDS: &[(&str, Constructor)] = &[
     ("files", crate::files::build),
     ("linux_accounts", crate::linux_accounts::build),
     ("log_file", crate::log_file::build),
+    ("servicenow_changes", crate::servicenow::build),
 ];
 
 /// Build a collector of `kind` from `settings`.
