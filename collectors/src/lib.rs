@@ -29,6 +29,7 @@ pub mod gitlab;
 pub mod jira;
 pub mod linux_accounts;
 pub mod log_file;
+pub mod servicenow;
 
 pub use content::{Content, ContentWriter};
 pub use error::{CollectError, SettingError};

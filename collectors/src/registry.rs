@@ -17,6 +17,7 @@ pub const KINDS: &[(&str, Constructor)] = &[
     ("jira_issues", crate::jira::build),
     ("linux_accounts", crate::linux_accounts::build),
     ("log_file", crate::log_file::build),
+    ("servicenow_changes", crate::servicenow::build),
 ];
 
 /// Build a collector of `kind` from `settings`.
