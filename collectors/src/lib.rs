@@ -15,13 +15,16 @@
 //! ([`ContentWriter`]), so no collector holds a big file in memory.
 
 pub mod canonical;
+mod child;
 mod content;
 pub mod diff;
 mod error;
 pub mod registry;
 
 pub mod command;
+pub mod exec_plugin;
 pub mod files;
+pub mod journald;
 pub mod linux_accounts;
 pub mod log_file;
 

@@ -11,7 +11,9 @@ pub type Constructor = fn(&toml::Table) -> Result<Box<dyn Collector>, Vec<Settin
 /// Every built-in kind, by the name used in `kind = "..."`.
 pub const KINDS: &[(&str, Constructor)] = &[
     ("command", crate::command::build),
+    ("exec_plugin", crate::exec_plugin::build),
     ("files", crate::files::build),
+    ("journald", crate::journald::build),
     ("linux_accounts", crate::linux_accounts::build),
     ("log_file", crate::log_file::build),
 ];
