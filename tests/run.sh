@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of evidence-agent. On a fresh machine it first installs what the tests need
 # from the package registries: Python's `cryptography` (the independent verifier in the tests),
-# `moto[server]` (a local S3 API for the sync tests; it brings boto3, the tests' plain S3 client)
-# and Debian's `chromium` (headless, to render the bundle's report.html).
+# `moto[server]` (a local S3 API for the sync tests; it brings boto3, the tests' plain S3 client),
+# Debian's `chromium` (headless, to render the bundle's report.html) and Debian's
+# `systemd-journal-remote` (it writes the real journal files the journald collector tests read).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,16 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
   $sudo apt-get update
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+fi
+
+if [ ! -x /lib/systemd/systemd-journal-remote ] && [ ! -x /usr/lib/systemd/systemd-journal-remote ]; then
+  echo "installing Debian's systemd-journal-remote for the journald collector tests"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+  fi
+  $sudo apt-get update
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd-journal-remote
 fi
 
 cargo test --workspace --locked "$@"

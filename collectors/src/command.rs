@@ -15,6 +15,7 @@
 //! the stderr tail in the error go through the same redaction as the `files` kind's content
 //! (`--password=x`, `--token x`, `-pSECRET`, `token=x` become markers salted per host).
 
+use crate::child::{failure, find_program, stderr_text, Group};
 use crate::files::redact::Redactor;
 use crate::registry::parse_settings;
 use crate::MEDIA_TYPE_OCTETS;
@@ -23,9 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::AsyncReadExt;
 
@@ -114,7 +113,8 @@ impl Collector for CommandCollector {
             }
         }
         let program = self.settings.argv.first().map(String::as_str).unwrap_or("");
-        if find_program(program, &self.settings).is_none() {
+        let search = self.settings.env.get("PATH").map(std::ffi::OsString::from);
+        if find_program(program, search, self.settings.cwd.as_deref()).is_none() {
             problems.push(SettingError::new(
                 Some("argv"),
                 format!("{program}: not found on PATH, or not an executable file"),
@@ -122,32 +122,6 @@ impl Collector for CommandCollector {
         }
         problems
     }
-}
-
-/// Where `program` would be run from, if it exists and is executable: a path with a `/` as
-/// is (relative to `cwd`), otherwise the first match on the `PATH` the child gets.
-fn find_program(program: &str, settings: &Settings) -> Option<PathBuf> {
-    let executable = |path: &Path| {
-        std::fs::metadata(path)
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if program.contains('/') {
-        let path = match &settings.cwd {
-            Some(cwd) => cwd.join(program),
-            None => PathBuf::from(program),
-        };
-        return executable(&path).then_some(path);
-    }
-    let search = settings
-        .env
-        .get("PATH")
-        .map(std::ffi::OsString::from)
-        .or_else(|| std::env::var_os("PATH"))
-        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&search)
-        .map(|dir| dir.join(program))
-        .find(|path| executable(path))
 }
 
 async fn run(settings: &Settings, ctx: &CollectContext) -> Result<Snapshot, CollectError> {
@@ -247,21 +221,11 @@ async fn run(settings: &Settings, ctx: &CollectContext) -> Result<Snapshot, Coll
         .wait()
         .await
         .map_err(|e| CollectError::io("wait for", program, e))?;
-    match (status.code(), status.signal()) {
-        (Some(0), _) => {}
-        (Some(code), _) => {
-            return Err(CollectError::Other(format!(
-                "{program} exited with status {code}; stderr: {}",
-                stderr_text(&redactor, &tail)
-            )))
-        }
-        (None, signal) => {
-            return Err(CollectError::Other(format!(
-                "{program} was killed by signal {}; stderr: {}",
-                signal.unwrap_or_default(),
-                stderr_text(&redactor, &tail)
-            )))
-        }
+    if let Some(failure) = failure(status) {
+        return Err(CollectError::Other(format!(
+            "{program} {failure}; stderr: {}",
+            stderr_text(&redactor, &tail, STDERR_TAIL)
+        )));
     }
     if stdout_bytes > 0 && last_byte != b'\n' {
         lines += 1;
@@ -278,73 +242,4 @@ async fn run(settings: &Settings, ctx: &CollectContext) -> Result<Snapshot, Coll
             "stderr_bytes": stderr_bytes,
         }),
     })
-}
-
-/// The stderr tail as one line of at most [`STDERR_TAIL`] bytes: redacted, lossy UTF-8,
-/// control characters and line breaks shown as spaces. When it had to be cut, the word cut in
-/// two at its start is left out (unless it is the only one).
-fn stderr_text(redactor: &Redactor, tail: &[u8]) -> String {
-    let redacted = redactor.redact_command_text(tail);
-    let text = String::from_utf8_lossy(&redacted);
-    let text: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let text = match text.len().checked_sub(STDERR_TAIL) {
-        Some(excess) if excess > 0 => {
-            let mut cut = excess;
-            while !text.is_char_boundary(cut) {
-                cut += 1;
-            }
-            let kept = &text[cut..];
-            match kept.split_once(' ') {
-                Some((_, rest)) if !rest.is_empty() => rest.to_owned(),
-                _ => kept.to_owned(),
-            }
-        }
-        _ => text,
-    };
-    if text.is_empty() {
-        "(empty)".to_owned()
-    } else {
-        text
-    }
-}
-
-/// The running program, whose whole process group is killed when this is dropped.
-struct Group {
-    child: tokio::process::Child,
-    /// The group's id (the program's pid), while it may still have members.
-    pgid: Option<libc::pid_t>,
-}
-
-impl Group {
-    fn new(child: tokio::process::Child) -> Group {
-        // Never 0 or 1: killpg would signal the agent's own group, or init's.
-        let pgid = child
-            .id()
-            .and_then(|pid| libc::pid_t::try_from(pid).ok())
-            .filter(|pid| *pid > 1);
-        Group { child, pgid }
-    }
-
-    /// `SIGKILL` to every process in the group.
-    fn kill(&mut self) {
-        if let Some(pgid) = self.pgid {
-            // SAFETY: killpg takes plain integers and has no memory effects.
-            unsafe { libc::killpg(pgid, libc::SIGKILL) };
-        }
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        // Runs before `child` is dropped (and killed by kill_on_drop). On a timeout or an error
-        // the program is not reaped yet, so its pid, the group id, cannot be another's. When it
-        // ended and was reaped, the id stays reserved while any member it left lives (those are
-        // killed); with none left the kernel only hands the number out again after going round
-        // all of pid_max, so the call finds no group (ESRCH).
-        self.kill();
-    }
 }

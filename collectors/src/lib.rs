@@ -16,6 +16,8 @@
 
 pub mod canonical;
 pub mod change;
+
+mod child;
 mod content;
 pub mod diff;
 mod error;
@@ -23,10 +25,11 @@ pub mod http;
 pub mod registry;
 
 pub mod command;
+pub mod exec_plugin;
 pub mod files;
 pub mod gitlab;
-
 pub mod jira;
+pub mod journald;
 pub mod linux_accounts;
 pub mod log_file;
 pub mod servicenow;

@@ -11,10 +11,11 @@ pub type Constructor = fn(&toml::Table) -> Result<Box<dyn Collector>, Vec<Settin
 /// Every built-in kind, by the name used in `kind = "..."`.
 pub const KINDS: &[(&str, Constructor)] = &[
     ("command", crate::command::build),
+    ("exec_plugin", crate::exec_plugin::build),
     ("files", crate::files::build),
     ("gitlab_merge_requests", crate::gitlab::build),
-
     ("jira_issues", crate::jira::build),
+    ("journald", crate::journald::build),
     ("linux_accounts", crate::linux_accounts::build),
     ("log_file", crate::log_file::build),
     ("servicenow_changes", crate::servicenow::build),

@@ -259,26 +259,6 @@ async fn argv_and_stderr_are_redacted() {
     );
 }
 
-/// Whether process `pid` has exited (or was already reaped) within `timeout_ms`, watched
-/// through a pidfd, which becomes readable when the process exits.
-fn wait_for_exit(pid: u32, timeout_ms: i32) -> bool {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-    }
-    let mut poll = libc::pollfd {
-        fd: fd as libc::c_int,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd; the descriptor is ours and closed right after.
-    let ready = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
-    // SAFETY: closing the descriptor pidfd_open gave us.
-    unsafe { libc::close(fd as libc::c_int) };
-    ready == 1
-}
-
 #[tokio::test]
 async fn a_missing_program_is_reported_by_check_and_by_the_run() {
     let spool = tempfile::tempdir().unwrap();

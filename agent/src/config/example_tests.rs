@@ -7,8 +7,8 @@ use std::path::Path;
 const PACKAGED: &str = include_str!("../../../config/agent.toml");
 
 /// The packaged file with each commented `#[[collectors]]` / `#[s3]` table uncommented: one `#`
-/// is taken off every line of the table, up to the first blank line. Comments inside an example
-/// are written `## …` so that they stay comments.
+/// is taken off every line of the table, up to the first blank line or lone `#`. Comments
+/// inside an example are written `## …` (or after the value) so that they stay comments.
 fn with_examples_on(text: &str) -> (String, usize) {
     let mut out = String::new();
     let mut in_example = false;
@@ -17,7 +17,7 @@ fn with_examples_on(text: &str) -> (String, usize) {
         if line == "#[[collectors]]" || line == "#[s3]" {
             in_example = true;
             examples += 1;
-        } else if line.trim().is_empty() || !line.starts_with('#') {
+        } else if line.trim().is_empty() || line == "#" || !line.starts_with('#') {
             in_example = false;
         }
         match line.strip_prefix('#') {

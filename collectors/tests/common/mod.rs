@@ -165,3 +165,48 @@ pub fn copy_tree(from: &Path, to: &Path) {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// Write an executable script at `path` through a `sh` child, so that this test process never
+/// holds the file open for writing: a descriptor open for writing, inherited by a process that
+/// another test thread is starting at that moment, would make running the script fail with
+/// ETXTBSY ("Text file busy").
+pub fn write_script(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut writer = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    writer
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("the script is written");
+    assert!(
+        writer.wait().expect("sh ends").success(),
+        "{}",
+        path.display()
+    );
+}
+
+/// Whether process `pid` has exited (or was already reaped) within `timeout_ms`, watched
+/// through a pidfd, which becomes readable when the process exits.
+pub fn wait_for_exit(pid: u32, timeout_ms: i32) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    }
+    let mut poll = libc::pollfd {
+        fd: fd as libc::c_int,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; the descriptor is ours and closed right after.
+    let ready = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
+    // SAFETY: closing the descriptor pidfd_open gave us.
+    unsafe { libc::close(fd as libc::c_int) };
+    ready == 1
+}
