@@ -6,7 +6,8 @@
 //!   GitHub's secondary limits);
 //! - `x-ratelimit-remaining: 0` with `x-ratelimit-reset` (epoch seconds) on 403 or 429 (GitHub's
 //!   primary limit);
-//! - `RateLimit-Reset` (epoch seconds, GitLab) and `X-RateLimit-Reset` (ServiceNow).
+//! - `RateLimit-Reset` (epoch seconds, GitLab), `X-RateLimit-Reset` (epoch seconds, ServiceNow;
+//!   an ISO 8601 time, Jira Cloud). A 429 that gives no wait is retried with backoff.
 //!
 //! A reset value below 10^9 cannot be an epoch time in this century and is taken as a number of
 //! seconds to wait, which is what the IETF RateLimit draft means by it.
@@ -45,11 +46,11 @@ pub(super) fn verdict(
     let retry_after = retry_after(headers, now);
     let exhausted = header(headers, "x-ratelimit-remaining") == Some("0");
     match status.as_u16() {
-        429 => Retry::RateLimited(
-            retry_after
-                .or_else(|| reset_wait(headers, now))
-                .unwrap_or(Duration::ZERO),
-        ),
+        // A 429 that does not say how long to wait is retried with backoff, not at once.
+        429 => match retry_after.or_else(|| reset_wait(headers, now)) {
+            Some(wait) => Retry::RateLimited(wait),
+            None => Retry::Transient(None),
+        },
         403 if exhausted => Retry::RateLimited(
             reset_wait(headers, now)
                 .or(retry_after)
@@ -89,9 +90,13 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 }
 
 fn reset_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value: u64 = RESET_HEADERS
-        .iter()
-        .find_map(|name| header(headers, name)?.parse().ok())?;
+    let text = RESET_HEADERS.iter().find_map(|name| header(headers, name))?;
+    // Jira Cloud gives the reset as an ISO 8601 time.
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(at.timestamp()).ok()?);
+        return Some(at.duration_since(now).unwrap_or(Duration::ZERO) + RESET_SLACK);
+    }
+    let value: u64 = text.parse().ok()?;
     if value < 1_000_000_000 {
         return Some(Duration::from_secs(value));
     }
@@ -182,6 +187,15 @@ mod tests {
             verdict_of(429, &[("ratelimit-reset", "12")], ""),
             Retry::RateLimited(Duration::from_secs(12))
         );
+        assert_eq!(
+            verdict_of(429, &[("x-ratelimit-reset", "2026-09-21T14:14:20Z")], ""),
+            Retry::RateLimited(Duration::from_secs(61))
+        );
+    }
+
+    #[test]
+    fn a_429_without_a_wait_backs_off() {
+        assert_eq!(verdict_of(429, &[], ""), Retry::Transient(None));
     }
 
     #[test]
