@@ -12,7 +12,7 @@
 //! Times are RFC 3339 UTC with whole seconds (`2026-03-01T12:00:00Z`) whatever the vendor's
 //! format, so that they compare as text and read the same in every population.
 
-use crate::{canonical, CollectError, Content, Snapshot, MEDIA_TYPE_JSON};
+use crate::{canonical, CollectError, Content, SettingError, Snapshot, MEDIA_TYPE_JSON};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -136,6 +136,26 @@ pub fn utc_time(text: &str) -> Option<String> {
     Some(parsed.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
+/// The `since` setting of the change kinds (where a first run starts): a date, meaning its
+/// midnight UTC, or an RFC 3339 time; as RFC 3339 UTC with whole seconds.
+pub fn since_setting(text: &str) -> Result<String, SettingError> {
+    let date = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok();
+    let rfc3339 = || {
+        DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| {
+            t.with_timezone(&Utc)
+                .to_rfc3339_opts(SecondsFormat::Secs, true)
+        })
+    };
+    date.map(|d| format!("{d}T00:00:00Z"))
+        .or_else(rfc3339)
+        .ok_or_else(|| {
+            SettingError::new(
+                Some("since"),
+                format!("{text:?} is neither a date (2026-01-01) nor an RFC 3339 time"),
+            )
+        })
+}
+
 /// The snapshot of one run: the changes sorted by id (a change met twice in one run, e.g. on
 /// two pages while it was being edited, is kept once, as last met), `cursor` and `details`.
 pub fn snapshot(
@@ -251,6 +271,17 @@ mod tests {
         }
         assert_eq!(utc_time("yesterday"), None);
         assert_eq!(utc_time(""), None);
+    }
+
+    #[test]
+    fn since_takes_a_date_or_a_time() {
+        assert_eq!(since_setting("2026-01-01").unwrap(), "2026-01-01T00:00:00Z");
+        assert_eq!(
+            since_setting("2026-01-01T02:00:00.5+02:00").unwrap(),
+            "2026-01-01T00:00:00Z"
+        );
+        let err = since_setting("last week").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("since"));
     }
 
     fn approval(by: &str, at: &str) -> Approval {

@@ -20,10 +20,10 @@
 //! of the file: [`Config::check_environment`] asks each enabled collector for them.
 
 mod collector;
-mod s3;
-pub(crate) mod source;
 #[cfg(test)]
 mod example_tests;
+mod s3;
+pub(crate) mod source;
 #[cfg(test)]
 mod tests;
 

@@ -58,7 +58,6 @@ use crate::change::{self, Watermark};
 use crate::http::{self, Api, Auth, HttpClient, SecretSource};
 use crate::registry::parse_settings;
 use crate::{CollectContext, CollectError, Collector, SettingError, Snapshot};
-use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -198,7 +197,7 @@ pub fn build(settings: &toml::Table) -> Result<Box<dyn Collector>, Vec<SettingEr
             format!("must be 1 to {MAX_PAGE_SIZE} (GitLab's largest page)"),
         ));
     }
-    let since = match settings.since.as_deref().map(first_run_bound) {
+    let since = match settings.since.as_deref().map(change::since_setting) {
         Some(Ok(since)) => Some(since),
         Some(Err(err)) => {
             errors.push(err);
@@ -259,22 +258,6 @@ fn check_paths(key: &str, paths: &[String], errors: &mut Vec<SettingError>) {
             ));
         }
     }
-}
-
-/// The `since` setting: a date (midnight UTC) or an RFC 3339 time.
-fn first_run_bound(text: &str) -> Result<String, SettingError> {
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(format!("{date}T00:00:00Z"));
-    }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .and_then(|_| change::utc_time(text))
-        .ok_or_else(|| {
-            SettingError::new(
-                Some("since"),
-                format!("{text:?} is not a date (2026-01-01) or an RFC 3339 time"),
-            )
-        })
 }
 
 #[async_trait::async_trait]
@@ -410,44 +393,6 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_since_setting_takes_a_date_or_a_time() {
-        assert_eq!(
-            first_run_bound("2026-01-01").unwrap(),
-            "2026-01-01T00:00:00Z"
-        );
-        assert_eq!(
-            first_run_bound("2026-01-01T02:00:00+02:00").unwrap(),
-            "2026-01-01T00:00:00Z"
-        );
-        assert_eq!(
-            first_run_bound("last week").unwrap_err().key.as_deref(),
-            Some("since")
-        );
-    }
-
-    /// The commented example of config/agent.toml, uncommented, is accepted.
-    #[test]
-    fn the_documented_example_builds() {
-        let config = include_str!("../../../config/agent.toml");
-        let kind_line = config
-            .find("#kind = \"gitlab_merge_requests\"")
-            .expect("an example in config/agent.toml");
-        let start = config[..kind_line].rfind("#[[collectors]]").unwrap();
-        let end = start + config[start..].find("\n\n").unwrap();
-        let example: String = config[start..end]
-            .lines()
-            .map(|line| format!("{}\n", line.strip_prefix('#').unwrap_or(line)))
-            .collect();
-        let table: toml::Table = example.parse().unwrap();
-        let mut entry = table["collectors"][0].as_table().unwrap().clone();
-        for agent_key in ["id", "kind", "schedule", "timeout"] {
-            entry.remove(agent_key);
-        }
-        assert!(entry.contains_key("projects") && entry.contains_key("since"));
-        build(&entry).unwrap();
-    }
 
     #[test]
     fn the_cursor_keeps_configured_scopes_only() {

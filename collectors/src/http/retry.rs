@@ -90,7 +90,9 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 }
 
 fn reset_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = RESET_HEADERS.iter().find_map(|name| header(headers, name))?;
+    let text = RESET_HEADERS
+        .iter()
+        .find_map(|name| header(headers, name))?;
     // Jira Cloud gives the reset as an ISO 8601 time.
     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
         let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(at.timestamp()).ok()?);

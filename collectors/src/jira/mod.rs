@@ -55,11 +55,11 @@ mod cursor;
 mod issue;
 mod search;
 
-use crate::change::{self, utc_time};
+use crate::change;
 use crate::http::{base_url, Api, Auth, HttpClient, SecretSource};
 use crate::registry::parse_settings;
 use crate::{CollectContext, CollectError, Collector, SettingError, Snapshot};
-use chrono::{Duration, NaiveDate, SecondsFormat, Utc};
+use chrono::{Duration, SecondsFormat, Utc};
 use cursor::Cursor;
 use serde::Deserialize;
 use serde_json::json;
@@ -199,17 +199,12 @@ pub fn build(settings: &toml::Table) -> Result<Box<dyn Collector>, Vec<SettingEr
         }),
         "must be a field id such as \"customfield_10050\" or \"environment\"",
     );
-    let since = match s.since.as_deref() {
+    let since = match s.since.as_deref().map(change::since_setting) {
         None => None,
-        Some(text) => {
-            let parsed = first_since(text);
-            if parsed.is_none() {
-                errors.push(SettingError::new(
-                    Some("since"),
-                    format!("{text:?} is not an RFC 3339 time or a date (YYYY-MM-DD)"),
-                ));
-            }
-            parsed
+        Some(Ok(since)) => Some(since),
+        Some(Err(error)) => {
+            errors.push(error);
+            None
         }
     };
     let token = SecretSource::from_settings(
@@ -279,15 +274,6 @@ fn has_order_by(jql: &str) -> bool {
     }
     let words: Vec<&str> = outside.split_whitespace().collect();
     words.windows(2).any(|w| w == ["order", "by"])
-}
-
-/// The `since` setting as RFC 3339 UTC: a time, or a date meaning its midnight UTC.
-fn first_since(text: &str) -> Option<String> {
-    utc_time(text).or_else(|| {
-        let date = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()?;
-        let midnight = date.and_hms_opt(0, 0, 0)?.and_utc();
-        Some(midnight.to_rfc3339_opts(SecondsFormat::Secs, true))
-    })
 }
 
 #[async_trait::async_trait]
@@ -427,19 +413,6 @@ mod tests {
         assert!(has_order_by("project = OPS\nORDER BY key"));
         assert!(!has_order_by("summary ~ \"order by\" AND project = OPS"));
         assert!(!has_order_by("summary ~ 'sort order' AND labels = by"));
-    }
-
-    #[test]
-    fn since_takes_a_time_or_a_date() {
-        assert_eq!(
-            first_since("2026-01-01").as_deref(),
-            Some("2026-01-01T00:00:00Z")
-        );
-        assert_eq!(
-            first_since("2026-01-01T02:00:00+02:00").as_deref(),
-            Some("2026-01-01T00:00:00Z")
-        );
-        assert_eq!(first_since("January"), None);
     }
 
     #[test]

@@ -51,7 +51,7 @@ use crate::change::{self, Watermark};
 use crate::http::{self, Api, Auth, HttpClient, JsonResponse, SecretSource};
 use crate::registry::parse_settings;
 use crate::{CollectContext, CollectError, Collector, SettingError, Snapshot};
-use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use record::{Key, Related};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -200,11 +200,13 @@ pub fn build(settings: &toml::Table) -> Result<Box<dyn Collector>, Vec<SettingEr
             format!("must be 1 to {MAX_PAGE_SIZE}"),
         ));
     }
-    let since = match s.since.as_deref().map(parse_since) {
+    let since = match s.since.as_deref().map(change::since_setting) {
         None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(why)) => {
-            errors.push(SettingError::new(Some("since"), why));
+        Some(Ok(t)) => DateTime::parse_from_rfc3339(&t)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+        Some(Err(error)) => {
+            errors.push(error);
             None
         }
     };
@@ -251,18 +253,6 @@ fn query_problem(query: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// `2026-01-01` (midnight UTC) or an RFC 3339 time.
-fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        if let Some(t) = date.and_hms_opt(0, 0, 0) {
-            return Ok(t.and_utc());
-        }
-    }
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc).trunc_subsecs(0))
-        .map_err(|_| format!("{text:?} is neither a date (2026-01-01) nor an RFC 3339 time"))
 }
 
 #[async_trait::async_trait]
@@ -529,20 +519,5 @@ mod tests {
         assert!(query_problem("active=true^NQactive=false").is_some());
         assert!(query_problem("active=true^ORDERBYnumber").is_some());
         assert!(query_problem("active=true^EQ").is_some());
-    }
-
-    #[test]
-    fn since_takes_a_date_or_a_time() {
-        assert_eq!(
-            parse_since("2026-01-01").unwrap().to_rfc3339(),
-            "2026-01-01T00:00:00+00:00"
-        );
-        assert_eq!(
-            parse_since("2026-01-01T12:00:00.5+02:00")
-                .unwrap()
-                .to_rfc3339(),
-            "2026-01-01T10:00:00+00:00"
-        );
-        assert!(parse_since("last week").is_err());
     }
 }
