@@ -24,6 +24,7 @@ pub mod registry;
 
 pub mod command;
 pub mod files;
+pub mod github;
 pub mod linux_accounts;
 pub mod log_file;
 

@@ -12,6 +12,7 @@ pub type Constructor = fn(&toml::Table) -> Result<Box<dyn Collector>, Vec<Settin
 pub const KINDS: &[(&str, Constructor)] = &[
     ("command", crate::command::build),
     ("files", crate::files::build),
+    ("github_pull_requests", crate::github::build),
     ("linux_accounts", crate::linux_accounts::build),
     ("log_file", crate::log_file::build),
 ];
