@@ -27,6 +27,7 @@ pub mod registry;
 pub mod command;
 pub mod exec_plugin;
 pub mod files;
+pub mod github;
 pub mod gitlab;
 pub mod jira;
 pub mod journald;

@@ -13,6 +13,7 @@ pub const KINDS: &[(&str, Constructor)] = &[
     ("command", crate::command::build),
     ("exec_plugin", crate::exec_plugin::build),
     ("files", crate::files::build),
+    ("github_pull_requests", crate::github::build),
     ("gitlab_merge_requests", crate::gitlab::build),
     ("jira_issues", crate::jira::build),
     ("journald", crate::journald::build),

@@ -24,6 +24,7 @@ pub use secret::{Secret, SecretSource};
 use crate::{CollectError, SettingError};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,15 +108,15 @@ pub fn base_url(key: &str, text: &str) -> Result<Url, SettingError> {
     Ok(url)
 }
 
-/// A successful answer.
+/// A successful answer, its body parsed as `T` (any JSON by default).
 #[derive(Debug)]
-pub struct JsonResponse {
+pub struct JsonResponse<T = Value> {
     pub url: Url,
     pub headers: HeaderMap,
-    pub body: Value,
+    pub body: T,
 }
 
-impl JsonResponse {
+impl<T> JsonResponse<T> {
     /// A header's value, when present and text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)?.to_str().ok()
@@ -180,7 +181,8 @@ impl<'a> Api<'a> {
         }
     }
 
-    /// A header sent with every request (an `Accept` or API version header).
+    /// A header sent with every request (an API version header, or an `Accept` that replaces
+    /// the default `application/json`).
     pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
         self.extra_headers.push((name, value));
         self
@@ -191,17 +193,27 @@ impl<'a> Api<'a> {
         self.send(Method::GET, url, None).await
     }
 
+    /// `GET url`, parsed straight into `T`: for large pages, an order of magnitude faster than
+    /// building a [`Value`] first, since the fields `T` does not name are skipped. A body that
+    /// is JSON of another shape is an error saying what did not fit.
+    pub async fn get_as<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+    ) -> Result<JsonResponse<T>, CollectError> {
+        self.send(Method::GET, url, None).await
+    }
+
     /// `POST url` with a JSON body (Jira's search), parsed as JSON.
     pub async fn post(&self, url: &Url, body: &Value) -> Result<JsonResponse, CollectError> {
         self.send(Method::POST, url, Some(body)).await
     }
 
-    async fn send(
+    async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
         url: &Url,
         json: Option<&Value>,
-    ) -> Result<JsonResponse, CollectError> {
+    ) -> Result<JsonResponse<T>, CollectError> {
         let what = format!("{method} {}", shown(url));
         let mut failures = 0u32;
         let mut rate_limit_waits = 0u32;
@@ -239,11 +251,12 @@ impl<'a> Api<'a> {
             tracing::debug!(%method, url = %shown(url), status = status.as_u16(), "http");
             if status.is_success() {
                 let body = serde_json::from_slice(&body).map_err(|err| {
-                    CollectError::Other(format!(
-                        "{what}: HTTP {}, but {}",
-                        status.as_u16(),
+                    let why = if serde_json::from_slice::<IgnoredAny>(&body).is_ok() {
+                        format!("the body is not the JSON expected ({err})")
+                    } else {
                         body::not_json(&body, content_type.as_deref(), &err)
-                    ))
+                    };
+                    CollectError::Other(format!("{what}: HTTP {}, but {why}", status.as_u16()))
                 })?;
                 return Ok(JsonResponse {
                     url: url.clone(),
@@ -294,11 +307,16 @@ impl<'a> Api<'a> {
         url: &Url,
         json: Option<&Value>,
     ) -> Result<reqwest::Request, CollectError> {
-        let mut builder = self
-            .client
-            .client
-            .request(method, url.clone())
-            .header("accept", "application/json");
+        let mut builder = self.client.client.request(method, url.clone());
+        // A vendor's own media type (GitHub's `application/vnd.github+json`) replaces the
+        // default rather than being sent beside it.
+        if !self
+            .extra_headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("accept"))
+        {
+            builder = builder.header("accept", "application/json");
+        }
         for (name, value) in &self.extra_headers {
             builder = builder.header(*name, *value);
         }
