@@ -20,6 +20,7 @@ pub mod diff;
 mod error;
 pub mod registry;
 
+pub mod aws;
 pub mod command;
 pub mod files;
 pub mod linux_accounts;

@@ -10,10 +10,12 @@ pub type Constructor = fn(&toml::Table) -> Result<Box<dyn Collector>, Vec<Settin
 
 /// Every built-in kind, by the name used in `kind = "..."`.
 pub const KINDS: &[(&str, Constructor)] = &[
+    ("aws_iam", crate::aws::iam::build),
     ("command", crate::command::build),
     ("files", crate::files::build),
     ("linux_accounts", crate::linux_accounts::build),
     ("log_file", crate::log_file::build),
+    ("s3_bucket_backup_config", crate::aws::s3_backup::build),
 ];
 
 /// Build a collector of `kind` from `settings`.
