@@ -24,6 +24,7 @@ mod error;
 pub mod http;
 pub mod registry;
 
+pub mod aws;
 pub mod command;
 pub mod exec_plugin;
 pub mod files;

@@ -10,6 +10,7 @@ pub type Constructor = fn(&toml::Table) -> Result<Box<dyn Collector>, Vec<Settin
 
 /// Every built-in kind, by the name used in `kind = "..."`.
 pub const KINDS: &[(&str, Constructor)] = &[
+    ("aws_iam", crate::aws::iam::build),
     ("command", crate::command::build),
     ("exec_plugin", crate::exec_plugin::build),
     ("files", crate::files::build),
@@ -19,6 +20,7 @@ pub const KINDS: &[(&str, Constructor)] = &[
     ("journald", crate::journald::build),
     ("linux_accounts", crate::linux_accounts::build),
     ("log_file", crate::log_file::build),
+    ("s3_bucket_backup_config", crate::aws::s3_backup::build),
     ("servicenow_changes", crate::servicenow::build),
 ];
 

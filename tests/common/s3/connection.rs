@@ -1,5 +1,6 @@
-//! One proxied connection: the faults (a drop mid-request, a `503 Slow Down`), the plain pipe
-//! to the upstream with its request-boundary tracking, and the HTTP head parsing both need.
+//! One proxied connection: the faults (a drop mid-request, a `503 Slow Down`, a canned answer),
+//! the plain pipe to the upstream with its request-boundary tracking, and the HTTP head parsing
+//! they need.
 //! Every wait here is a blocking read with a timeout.
 
 use super::proxy::{
@@ -29,6 +30,64 @@ pub(super) fn drop_mid_request(client: &TcpStream) {
 /// Reads the request head (and its body, briefly), answers S3's `503 SlowDown` and closes.
 /// Counts it once the answer is written (before the lingering close).
 pub(super) fn slow_down(shared: &ProxyShared, client: &TcpStream) {
+    answer(
+        client,
+        "503 Slow Down",
+        "application/xml",
+        SLOWDOWN_BODY,
+        || {
+            shared.slowdowns.fetch_add(1, Ordering::SeqCst);
+        },
+    );
+}
+
+/// Answers the request with a canned response (see [`Canned`]) and closes. Counts it once the
+/// answer is written.
+pub(super) fn canned(shared: &ProxyShared, client: &TcpStream, canned: Canned) {
+    let (status, content_type, body) = canned.response();
+    answer(client, status, content_type, body, || {
+        shared.canned.fetch_add(1, Ordering::SeqCst);
+    });
+}
+
+/// A response the proxy can give instead of the upstream's (see `FaultProxy::set_canned`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Canned {
+    /// `400 Bad Request` with IAM's (AWS query protocol) `Throttling` error document, as IAM
+    /// answers when an account exceeds its request rate.
+    IamThrottling,
+    /// `502 Bad Gateway` with an HTML page, as a load balancer in front of a dead backend.
+    HtmlBadGateway,
+    /// `200 OK` with an HTML page (a captive portal, a misrouted endpoint): a malformed body.
+    HtmlOk,
+}
+
+const IAM_THROTTLING_BODY: &str =
+    "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\">\
+    <Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>\
+    <RequestId>FAULTPROXY</RequestId></ErrorResponse>";
+const HTML_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\
+    <body><h1>Bad Gateway</h1><p>The proxy could not reach the service.</p></body></html>\n";
+
+impl Canned {
+    fn response(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Canned::IamThrottling => ("400 Bad Request", "text/xml", IAM_THROTTLING_BODY),
+            Canned::HtmlBadGateway => ("502 Bad Gateway", "text/html", HTML_PAGE),
+            Canned::HtmlOk => ("200 OK", "text/html", HTML_PAGE),
+        }
+    }
+}
+
+/// Reads the request head (and its body, briefly), writes `status` with `body` and closes;
+/// `written` runs once the answer is written (before the lingering close).
+fn answer(
+    client: &TcpStream,
+    status: &str,
+    content_type: &str,
+    full_body: &str,
+    written: impl FnOnce(),
+) {
     let deadline = Instant::now() + Duration::from_secs(2);
     let _ = client.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = Vec::new();
@@ -82,19 +141,15 @@ pub(super) fn slow_down(shared: &ProxyShared, client: &TcpStream) {
             }
         }
     }
-    let body = if head.method == "HEAD" {
-        ""
-    } else {
-        SLOWDOWN_BODY
-    };
+    let body = if head.method == "HEAD" { "" } else { full_body };
     let response = format!(
-        "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          x-amz-request-id: FAULTPROXY\r\nConnection: close\r\n\r\n{body}",
-        SLOWDOWN_BODY.len()
+        full_body.len()
     );
     let _ = client.set_write_timeout(Some(Duration::from_secs(2)));
     if (&*client).write_all(response.as_bytes()).is_ok() {
-        shared.slowdowns.fetch_add(1, Ordering::SeqCst);
+        written();
     }
     linger_close(client);
 }

@@ -10,8 +10,9 @@
 //!   (LastModified) do not survive. The recorder is wrapped in a lock: moto's own writes one
 //!   request as several `write`s, which concurrent uploads would interleave. Readiness is an
 //!   event (werkzeug's "Running on" line on moto's stderr, or the process exiting), not a poll.
-//! - [`FaultProxy`] (`proxy.rs`): a TCP proxy with per-connection faults ([`Faults`]), an outage
-//!   switch ([`FaultProxy::go_down`] / [`FaultProxy::come_up`]) and counters.
+//! - [`FaultProxy`] (`proxy.rs`): a TCP proxy with per-connection faults ([`Faults`]), canned
+//!   answers ([`Canned`]: IAM throttling, HTML error pages), an outage switch
+//!   ([`FaultProxy::go_down`] / [`FaultProxy::come_up`]) and counters.
 //! - [`s3_client`] and the typed helpers on [`S3Server`] (`client.rs`): boto3 through
 //!   `tests/s3_client.py`.
 //!
@@ -29,5 +30,6 @@ pub use client::{
     aws_env, parse_versions, require_moto, s3_client, s3_client_ok, tests_dir, ObjectVersion,
     ACCESS_KEY, REGION, SECRET_KEY,
 };
+pub use connection::Canned;
 pub use proxy::{FaultProxy, Faults, BYTES_PER_CONNECTION, IDLE_CLOSE, REQUESTS_PER_CONNECTION};
 pub use server::{free_port, S3Server};

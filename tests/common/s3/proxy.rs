@@ -1,7 +1,7 @@
 //! [`FaultProxy`]: a TCP proxy in front of the S3 server, with [`Faults`], an outage switch and
 //! counters. What happens on one connection is in `connection.rs`.
 
-use super::connection::{drop_mid_request, pipe, slow_down};
+use super::connection::{canned, drop_mid_request, pipe, slow_down, Canned};
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,6 +59,9 @@ pub(super) struct ProxyShared {
     connected: Condvar,
     pub(super) dropped: AtomicU64,
     pub(super) slowdowns: AtomicU64,
+    /// Every n-th connection answered with a canned response instead (`set_canned`).
+    canned_every: Mutex<Option<(u32, Canned)>>,
+    pub(super) canned: AtomicU64,
     pub(super) recycled: AtomicU64,
     pub(super) piped: AtomicU64,
 }
@@ -89,6 +92,8 @@ impl FaultProxy {
             connected: Condvar::new(),
             dropped: AtomicU64::new(0),
             slowdowns: AtomicU64::new(0),
+            canned_every: Mutex::new(None),
+            canned: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
             piped: AtomicU64::new(0),
         });
@@ -196,6 +201,17 @@ impl FaultProxy {
         self.shared.piped.load(Ordering::SeqCst)
     }
 
+    /// From now on, answer every `every`-th new connection (by the same numbering as
+    /// [`Faults`], which take precedence) with `answer` instead of piping it; None: stop.
+    pub fn set_canned(&self, canned: Option<(u32, Canned)>) {
+        *self.shared.canned_every.lock().unwrap() = canned;
+    }
+
+    /// Canned answers sent (see [`FaultProxy::set_canned`]).
+    pub fn canned(&self) -> u64 {
+        self.shared.canned.load(Ordering::SeqCst)
+    }
+
     /// Piped connections the proxy closed at a request boundary (see [`REQUESTS_PER_CONNECTION`]).
     pub fn recycled(&self) -> u64 {
         self.shared.recycled.load(Ordering::SeqCst)
@@ -296,7 +312,17 @@ fn handle(shared: Arc<ProxyShared>, client: TcpStream, n: u64) {
         shared.dropped.fetch_add(1, Ordering::SeqCst);
     } else if every(faults.slowdown_every) {
         slow_down(&shared, &client);
+    } else if let Some(answer) = canned_answer(&shared, n) {
+        canned(&shared, &client, answer);
     } else {
         pipe(&shared, &reg, client, faults.any());
+    }
+}
+
+/// The canned answer connection `n` gets, if any.
+fn canned_answer(shared: &ProxyShared, n: u64) -> Option<Canned> {
+    match *shared.canned_every.lock().unwrap() {
+        Some((every, answer)) if every > 0 && n % u64::from(every) == 0 => Some(answer),
+        _ => None,
     }
 }

@@ -135,11 +135,19 @@ pub struct S3Server {
     output: Option<Receiver<OutputEvent>>,
     /// The threads copying the running process's stdout and stderr (see [`forward`]).
     readers: Vec<JoinHandle<()>>,
+    /// Set on moto's environment after [`aws_env`].
+    extra_env: Vec<(String, String)>,
 }
 
 impl S3Server {
     /// Starts a fresh, empty server on a free port and waits until it serves requests.
     pub fn start() -> S3Server {
+        S3Server::start_with_env(&[])
+    }
+
+    /// [`S3Server::start`] with extra environment variables for moto (kept for restarts), e.g.
+    /// `INITIAL_NO_AUTH_ACTION_COUNT=0` to make it check credentials.
+    pub fn start_with_env(extra_env: &[(&str, &str)]) -> S3Server {
         require_moto();
         let dir = temp_dir("s3");
         let mut last_err = String::new();
@@ -153,6 +161,10 @@ impl S3Server {
                 dir: dir.clone(),
                 output: None,
                 readers: Vec::new(),
+                extra_env: extra_env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             };
             let _ = fs::remove_file(&server.recording);
             server.spawn();
@@ -302,6 +314,7 @@ impl S3Server {
             .env("MOTO_RECORDER_FILEPATH", &self.recording)
             .env("PYTHONUNBUFFERED", "1")
             .envs(aws_env())
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
