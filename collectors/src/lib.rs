@@ -18,6 +18,7 @@ pub mod canonical;
 pub mod change;
 
 mod child;
+mod concurrent;
 mod content;
 pub mod diff;
 mod error;

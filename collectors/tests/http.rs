@@ -55,7 +55,7 @@ fn url(server: &ApiServer, path: &str) -> Url {
     Url::parse(&server.base).unwrap().join(path).unwrap()
 }
 
-async fn all_pages(api: &Api<'_>, first: Url) -> Vec<Value> {
+async fn all_pages(api: &Api, first: Url) -> Vec<Value> {
     let mut pages = Vec::new();
     let mut next = Some(first);
     while let Some(url) = next {
@@ -108,7 +108,7 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
     let pages = all_pages(&api, url(&server, "items")).await;
     assert_eq!(pages.len(), 3);
     assert_eq!(server.faults_left(), 0);
-    assert_eq!(api.stats.to_json()["rate_limit_waits"], 2);
+    assert_eq!(api.stats().to_json()["rate_limit_waits"], 2);
     assert_eq!(server.requests_to("/items").len(), 5);
 }
 
@@ -143,7 +143,7 @@ async fn server_errors_are_retried_then_reported_with_the_page_title() {
     let api = Api::new(&client, None, None);
     let ok = api.get(&url(&server, "items")).await.unwrap();
     assert_eq!(ok.body, json!([{"page": 1}]));
-    assert_eq!(api.stats.to_json()["retries"], 2);
+    assert_eq!(api.stats().to_json()["retries"], 2);
 
     for _ in 0..5 {
         server.inject(Fault::html(502, "502 Bad Gateway"));

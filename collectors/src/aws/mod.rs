@@ -35,7 +35,6 @@ use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::primitives::{DateTime, DateTimeFormat};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,7 +48,7 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
 const FALLBACK_REGION: &str = "us-east-1";
 /// Requests in flight at once per run: enough to overlap latency, few enough not to trip
 /// IAM's account-wide request rate limits.
-const CONCURRENCY: usize = 4;
+pub(crate) const CONCURRENCY: usize = 4;
 /// Error texts from a service are cut to this many characters.
 const MAX_MESSAGE: usize = 300;
 /// Warnings recorded in a run's details (the agent replaces details over 32 KiB by a note).
@@ -364,50 +363,6 @@ macro_rules! all_pages {
     }};
 }
 pub(crate) use all_pages;
-
-/// Runs `task` on every input with at most [`CONCURRENCY`] in flight; results in input order.
-/// The first error (or the deadline passing) stops the rest and is returned.
-pub(crate) async fn each_bounded<T, R, F, Fut>(
-    inputs: Vec<T>,
-    deadline: Option<std::time::Instant>,
-    task: F,
-) -> Result<Vec<R>, CollectError>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    F: Fn(T) -> Fut,
-    Fut: Future<Output = Result<R, CollectError>> + Send + 'static,
-{
-    let mut results: Vec<Option<R>> = inputs.iter().map(|_| None).collect();
-    let mut pending = inputs.into_iter().enumerate();
-    // Dropping the set (on an early return) aborts the tasks still running.
-    let mut running = tokio::task::JoinSet::new();
-    loop {
-        while running.len() < CONCURRENCY {
-            let Some((index, input)) = pending.next() else {
-                break;
-            };
-            crate::check_deadline(deadline)?;
-            let future = task(input);
-            running.spawn(async move { (index, future.await) });
-        }
-        match running.join_next().await {
-            None => break,
-            Some(Ok((index, Ok(result)))) => {
-                if let Some(slot) = results.get_mut(index) {
-                    *slot = Some(result);
-                }
-            }
-            Some(Ok((_, Err(err)))) => return Err(err),
-            Some(Err(join)) => {
-                return Err(CollectError::Other(format!(
-                    "an AWS request task stopped: {join}"
-                )))
-            }
-        }
-    }
-    Ok(results.into_iter().flatten().collect())
-}
 
 /// A run's items sorted by (type, id), with the count of each type.
 pub(crate) fn sorted_items(mut items: Vec<Value>) -> (Vec<Value>, Value) {

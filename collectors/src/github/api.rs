@@ -7,14 +7,13 @@
 
 use super::item;
 use crate::change::{utc_time, Watermark};
+use crate::concurrent::each_bounded;
 use crate::http::{Api, Auth, HttpClient};
 use crate::CollectError;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Value};
+
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 use url::Url;
 
@@ -107,26 +106,34 @@ impl PullRequest {
 }
 
 /// What a run's requests share.
+/// What every request of one run shares.
 #[derive(Debug)]
 pub(super) struct Session<'a> {
-    pub client: &'a HttpClient,
-    pub auth: Auth,
+    /// Requests with GitHub's headers; its stats count every request of the run.
+    pub api: Api,
     pub deadline: Option<Instant>,
     pub base_url: &'a Url,
     pub page_size: u32,
 }
 
-impl Session<'_> {
-    /// A request maker with GitHub's headers; its stats count what it sent.
-    pub fn api(&self) -> Api<'_> {
-        github_api(self.client, self.auth.clone(), self.deadline)
+impl<'a> Session<'a> {
+    pub fn new(
+        client: &HttpClient,
+        auth: Auth,
+        deadline: Option<Instant>,
+        base_url: &'a Url,
+        page_size: u32,
+    ) -> Session<'a> {
+        let api = Api::new(client, Some(auth), deadline)
+            .with_header("accept", MEDIA_TYPE)
+            .with_header("x-github-api-version", API_VERSION);
+        Session {
+            api,
+            deadline,
+            base_url,
+            page_size,
+        }
     }
-}
-
-fn github_api(client: &HttpClient, auth: Auth, deadline: Option<Instant>) -> Api<'_> {
-    Api::new(client, Some(auth), deadline)
-        .with_header("accept", MEDIA_TYPE)
-        .with_header("x-github-api-version", API_VERSION)
 }
 
 /// `base_url` + `path` + `query`.
@@ -161,7 +168,7 @@ impl Pages {
     /// The next page's items, or `None` after the last page.
     async fn next<T: DeserializeOwned>(
         &mut self,
-        api: &Api<'_>,
+        api: &Api,
     ) -> Result<Option<Vec<T>>, CollectError> {
         let Some(url) = self.next.take() else {
             return Ok(None);
@@ -200,7 +207,6 @@ pub(super) struct OrgListing {
 /// listing runs shifts later pages down, repeating one rather than hiding one.
 pub(super) async fn org_repos(
     session: &Session<'_>,
-    api: &Api<'_>,
     org: &str,
 ) -> Result<OrgListing, CollectError> {
     let per_page = session.page_size.to_string();
@@ -211,7 +217,7 @@ pub(super) async fn org_repos(
     )?;
     let mut pages = Pages::new(first, session.base_url);
     let mut repos = Vec::new();
-    while let Some(page) = pages.next::<OrgRepo>(api).await? {
+    while let Some(page) = pages.next::<OrgRepo>(&session.api).await? {
         repos.extend(page);
     }
     Ok(OrgListing {
@@ -236,7 +242,6 @@ pub(super) struct Listing {
 /// run takes it.
 pub(super) async fn changed_pulls(
     session: &Session<'_>,
-    api: &Api<'_>,
     repo: &str,
     mark: &Watermark,
 ) -> Result<Listing, CollectError> {
@@ -255,7 +260,7 @@ pub(super) async fn changed_pulls(
     let mut numbers = HashSet::new();
     let mut pulls = Vec::new();
     let mut stopped_at_watermark = false;
-    'pages: while let Some(page) = pages.next::<PullRequest>(api).await? {
+    'pages: while let Some(page) = pages.next::<PullRequest>(&session.api).await? {
         for pull in page {
             let updated = pull.updated_utc(repo)?;
             if mark.is_older(&updated) {
@@ -286,77 +291,37 @@ pub(super) struct ReviewJob {
 pub(super) struct Reviews {
     pub lists: Vec<Vec<Review>>,
     pub pages: u64,
-    /// The requests' counts, as [`crate::http::Stats::to_json`].
-    pub stats: Value,
 }
 
 /// `GET /repos/{repo}/pulls/{n}/reviews` (https://docs.github.com/en/rest/pulls/reviews#list-reviews-for-a-pull-request),
 /// all pages, for every job, [`REVIEW_CONCURRENCY`] at a time. The first failure fails the
-/// whole: the other requests are dropped with the task set.
+/// whole.
 pub(super) async fn reviews(
     session: &Session<'_>,
     jobs: Vec<ReviewJob>,
 ) -> Result<Reviews, CollectError> {
-    let jobs = Arc::new(jobs);
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..REVIEW_CONCURRENCY.min(jobs.len()) {
-        let client = session.client.clone();
-        let auth = session.auth.clone();
-        let deadline = session.deadline;
+    let per_page = session.page_size.to_string();
+    let listed = each_bounded(jobs, REVIEW_CONCURRENCY, session.deadline, |job| {
+        let api = session.api.clone();
         let base = session.base_url.clone();
-        let per_page = session.page_size.to_string();
-        let jobs = Arc::clone(&jobs);
-        let next = Arc::clone(&next);
-        tasks.spawn(async move {
-            let api = github_api(&client, auth, deadline);
-            let mut done = Vec::new();
-            let mut pages = 0;
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(job) = jobs.get(index) else { break };
-                let first = endpoint(
-                    &base,
-                    &format!("repos/{}/pulls/{}/reviews", job.repo, job.number),
-                    &[("per_page", &per_page)],
-                )?;
-                let mut listing = Pages::new(first, &base);
-                let mut list = Vec::new();
-                while let Some(page) = listing.next::<Review>(&api).await? {
-                    list.extend(page);
-                }
-                pages += listing.count;
-                done.push((index, list));
+        let per_page = per_page.clone();
+        async move {
+            let first = endpoint(
+                &base,
+                &format!("repos/{}/pulls/{}/reviews", job.repo, job.number),
+                &[("per_page", &per_page)],
+            )?;
+            let mut listing = Pages::new(first, &base);
+            let mut list = Vec::new();
+            while let Some(page) = listing.next::<Review>(&api).await? {
+                list.extend(page);
             }
-            Ok::<_, CollectError>((done, pages, api.stats.to_json()))
-        });
-    }
-    let mut out = Reviews {
-        lists: vec![Vec::new(); jobs.len()],
-        pages: 0,
-        stats: json!({}),
-    };
-    while let Some(joined) = tasks.join_next().await {
-        let (done, pages, stats) = joined
-            .map_err(|e| CollectError::Other(format!("a review request task failed: {e}")))??;
-        out.pages += pages;
-        add_stats(&mut out.stats, &stats);
-        for (index, list) in done {
-            if let Some(slot) = out.lists.get_mut(index) {
-                *slot = list;
-            }
+            Ok((list, listing.count))
         }
-    }
-    Ok(out)
-}
-
-/// Add the numbers of `more` to those of `total` (both `{"name": number, …}`).
-pub(super) fn add_stats(total: &mut Value, more: &Value) {
-    let (Some(total), Some(more)) = (total.as_object_mut(), more.as_object()) else {
-        return;
-    };
-    for (key, value) in more {
-        let sum = total.get(key).and_then(Value::as_u64).unwrap_or(0) + value.as_u64().unwrap_or(0);
-        total.insert(key.clone(), json!(sum));
-    }
+    })
+    .await?;
+    Ok(Reviews {
+        pages: listed.iter().map(|(_, pages)| pages).sum(),
+        lists: listed.into_iter().map(|(list, _)| list).collect(),
+    })
 }

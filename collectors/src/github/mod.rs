@@ -260,13 +260,13 @@ impl Collector for GithubCollector {
 
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, CollectError> {
         let token = self.config.token.load().await?;
-        let session = api::Session {
-            client: &self.client,
-            auth: Auth::Bearer(token),
-            deadline: ctx.deadline,
-            base_url: &self.config.base_url,
-            page_size: self.config.page_size,
-        };
+        let session = api::Session::new(
+            &self.client,
+            Auth::Bearer(token),
+            ctx.deadline,
+            &self.config.base_url,
+            self.config.page_size,
+        );
         run(&self.config, &session, ctx.cursor.as_ref()).await
     }
 }
@@ -287,14 +287,13 @@ async fn run(
     cursor: Option<&Value>,
 ) -> Result<Snapshot, CollectError> {
     let marks = read_cursor(cursor)?;
-    let list_api = session.api();
     let mut repos: BTreeMap<String, RepoName> =
         config.repos.iter().map(|r| (r.key(), r.clone())).collect();
     let mut archived = 0u64;
     let mut disabled = Vec::new();
     let mut counts = Counts::default();
     if let Some(org) = &config.org {
-        let listed = api::org_repos(session, &list_api, org).await?;
+        let listed = api::org_repos(session, org).await?;
         counts.pages += listed.pages;
         for repo in listed.repos {
             let Some(name) = RepoName::parse(&repo.full_name) else {
@@ -323,7 +322,7 @@ async fn run(
                 ..Watermark::default()
             },
         };
-        let listing = api::changed_pulls(session, &list_api, &repo.0, &old).await?;
+        let listing = api::changed_pulls(session, &repo.0, &old).await?;
         counts.pages += listing.pages;
         counts.stopped_at_watermark += u64::from(listing.stopped_at_watermark);
         let mut mark = old.clone();
@@ -359,8 +358,7 @@ async fn run(
         .map(|(draft, reviews)| draft.finish(reviews))
         .collect();
 
-    let mut http = list_api.stats.to_json();
-    api::add_stats(&mut http, &reviews.stats);
+    let http = session.api.stats().to_json();
     let window_from = new_marks
         .values()
         .map(|(old, _)| old.since.clone())

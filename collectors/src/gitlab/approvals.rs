@@ -11,14 +11,12 @@
 use super::item::MergeRequest;
 use super::listing::next_page;
 use crate::change::{utc_time, Approval};
-use crate::http::{Api, Auth, HttpClient};
+use crate::concurrent::each_bounded;
+use crate::http::Api;
 use crate::CollectError;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
-use tokio::task::JoinSet;
 use url::Url;
 
 /// Approval requests in flight at once: enough to hide latency, few enough to stay far from
@@ -67,89 +65,28 @@ pub(super) struct ApprovalRecord {
 }
 
 /// What the approval requests need, owned so that each can run as its own task.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Fetcher {
-    pub client: HttpClient,
-    pub auth: Auth,
+    pub api: Api,
     pub deadline: Option<Instant>,
     pub base: Url,
 }
 
-/// The merge requests with their approvals, in the order given, and the request counts.
-#[derive(Debug)]
-pub(super) struct Fetched {
-    pub records: Vec<(MergeRequest, ApprovalRecord)>,
-    pub stats: Value,
-}
-
-type Done = (
-    usize,
-    MergeRequest,
-    Result<ApprovalRecord, CollectError>,
-    Value,
-);
-
-/// Read the approvals of every merge request. The first failure fails the whole: the tasks
-/// still running are aborted when the set is dropped.
+/// Read the approvals of every merge request, [`CONCURRENCY`] at a time; the merge requests
+/// come back in the order given, each with its approvals. The first failure fails the whole.
 pub(super) async fn fetch_all(
     fetcher: Fetcher,
     merge_requests: Vec<MergeRequest>,
-) -> Result<Fetched, CollectError> {
-    let fetcher = Arc::new(fetcher);
-    let mut tasks: JoinSet<Done> = JoinSet::new();
-    let mut records = Vec::with_capacity(merge_requests.len());
-    let mut stats = json!({});
-    for (index, mr) in merge_requests.into_iter().enumerate() {
-        if tasks.len() >= CONCURRENCY {
-            if let Some(joined) = tasks.join_next().await {
-                records.push(finished(joined, &mut stats)?);
-            }
+) -> Result<Vec<(MergeRequest, ApprovalRecord)>, CollectError> {
+    let deadline = fetcher.deadline;
+    each_bounded(merge_requests, CONCURRENCY, deadline, |mr| {
+        let fetcher = fetcher.clone();
+        async move {
+            let record = fetcher.approvals_of(&mr).await?;
+            Ok((mr, record))
         }
-        let fetcher = Arc::clone(&fetcher);
-        tasks.spawn(async move {
-            let api = Api::new(
-                &fetcher.client,
-                Some(fetcher.auth.clone()),
-                fetcher.deadline,
-            );
-            let record = fetcher.approvals_of(&api, &mr).await;
-            (index, mr, record, api.stats.to_json())
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        records.push(finished(joined, &mut stats)?);
-    }
-    records.sort_by_key(|(index, _)| *index);
-    Ok(Fetched {
-        records: records.into_iter().map(|(_, pair)| pair).collect(),
-        stats,
     })
-}
-
-type Indexed = (usize, (MergeRequest, ApprovalRecord));
-
-fn finished(
-    joined: Result<Done, tokio::task::JoinError>,
-    stats: &mut Value,
-) -> Result<Indexed, CollectError> {
-    let (index, mr, record, counts) = joined.map_err(|e| {
-        CollectError::Other(format!(
-            "reading the approvals of a merge request stopped: {e}"
-        ))
-    })?;
-    add_counts(stats, &counts);
-    Ok((index, (mr, record?)))
-}
-
-/// Add the numbers of `from` to those of `into` (request statistics of several [`Api`]s).
-pub(super) fn add_counts(into: &mut Value, from: &Value) {
-    let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) else {
-        return;
-    };
-    for (key, value) in from {
-        let sum = into.get(key).and_then(Value::as_u64).unwrap_or(0) + value.as_u64().unwrap_or(0);
-        into.insert(key.clone(), json!(sum));
-    }
+    .await
 }
 
 impl Fetcher {
@@ -166,16 +103,9 @@ impl Fetcher {
         })
     }
 
-    async fn approvals_of(
-        &self,
-        api: &Api<'_>,
-        mr: &MergeRequest,
-    ) -> Result<ApprovalRecord, CollectError> {
+    async fn approvals_of(&self, mr: &MergeRequest) -> Result<ApprovalRecord, CollectError> {
         let url = self.url(mr, "approvals")?;
-        let response = api.get(&url).await?;
-        let state: ApprovalState = serde_json::from_value(response.body).map_err(|e| {
-            CollectError::Other(format!("GET {url}: not GitLab's approvals object: {e}"))
-        })?;
+        let state: ApprovalState = self.api.get_as(&url).await?.body;
         let mut approvals = Vec::with_capacity(state.approved_by.len());
         for approver in state.approved_by {
             let at = match approver.approved_at {
@@ -191,7 +121,7 @@ impl Fetcher {
         }
         let from_notes = approvals.iter().any(|a| a.at.is_none());
         if from_notes {
-            let times = self.approval_notes(api, mr).await?;
+            let times = self.approval_notes(mr).await?;
             for approval in approvals.iter_mut().filter(|a| a.at.is_none()) {
                 approval.at = times.get(&approval.by).cloned();
             }
@@ -208,7 +138,6 @@ impl Fetcher {
     /// withdrawn later ("unapproved") is forgotten.
     async fn approval_notes(
         &self,
-        api: &Api<'_>,
         mr: &MergeRequest,
     ) -> Result<BTreeMap<String, String>, CollectError> {
         let mut url = self.url(mr, "notes")?;
@@ -219,7 +148,7 @@ impl Fetcher {
         let mut times = BTreeMap::new();
         let mut next = Some(url);
         while let Some(url) = next.take() {
-            let page = api.get(&url).await?;
+            let page = self.api.get(&url).await?;
             let after = next_page(&page, &self.base)?;
             let notes: Vec<Note> = serde_json::from_value(page.body).map_err(|e| {
                 CollectError::Other(format!("GET {url}: not a list of GitLab notes: {e}"))
@@ -244,23 +173,5 @@ impl Fetcher {
             next = after;
         }
         Ok(times)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_of_several_clients_add_up() {
-        let mut total = json!({"requests": 3, "retries": 1, "rate_limit_waits": 0});
-        add_counts(
-            &mut total,
-            &json!({"requests": 2, "retries": 0, "rate_limit_waits": 1}),
-        );
-        assert_eq!(
-            total,
-            json!({"requests": 5, "retries": 1, "rate_limit_waits": 1})
-        );
     }
 }

@@ -42,7 +42,7 @@ impl Listing<'_> {
     /// bound): merge requests it already holds are skipped, and paging stops at the first
     /// one updated before it (the server's `updated_after` filter should already have left
     /// those out).
-    pub async fn run(&self, api: &Api<'_>, mark: &Watermark) -> Result<Listed, CollectError> {
+    pub async fn run(&self, api: &Api, mark: &Watermark) -> Result<Listed, CollectError> {
         let mut listed = Listed {
             merge_requests: Vec::new(),
             mark: mark.clone(),

@@ -276,7 +276,7 @@ impl Collector for GitLabCollector {
             TokenKind::Oauth => Auth::Bearer(token),
         };
         let cursor = Cursor::from_json(ctx.cursor.as_ref(), &self.scopes)?;
-        let api = Api::new(&self.client, Some(auth.clone()), ctx.deadline);
+        let api = Api::new(&self.client, Some(auth), ctx.deadline);
 
         // Listings first, every page of every scope, so that the approvals of a merge request
         // met in two scopes (a project and its group) are read once.
@@ -312,26 +312,22 @@ impl Collector for GitLabCollector {
         }
 
         let fetcher = approvals::Fetcher {
-            client: self.client.clone(),
-            auth,
+            api: api.clone(),
             deadline: ctx.deadline,
             base: self.base.clone(),
         };
         let fetched = approvals::fetch_all(fetcher, changed.into_values().collect()).await?;
-        let from_notes = fetched.records.iter().filter(|(_, a)| a.from_notes).count();
+        let from_notes = fetched.iter().filter(|(_, a)| a.from_notes).count();
         let items = fetched
-            .records
             .into_iter()
             .map(|(mr, record)| mr.into_item(record))
             .collect::<Vec<_>>();
 
-        let mut http_stats = api.stats.to_json();
-        approvals::add_counts(&mut http_stats, &fetched.stats);
         let details = json!({
             "merge_requests": items.len(),
             "approval_times_from_notes": from_notes,
             "scopes": scope_details,
-            "http": http_stats,
+            "http": api.stats().to_json(),
         });
         change::snapshot(items, next_cursor.to_json(), details)
     }

@@ -28,6 +28,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use url::Url;
 
@@ -160,25 +161,32 @@ impl Stats {
     }
 }
 
-/// Requests of one run: the client, the credentials and the run's deadline.
-#[derive(Debug)]
-pub struct Api<'a> {
-    client: &'a HttpClient,
+/// Requests of one run: the client, the credentials and the run's deadline. Cheap to clone
+/// (the client's connection pool and the counters are shared), so a run's concurrent tasks
+/// each take a clone and [`Api::stats`] counts the requests of them all.
+#[derive(Debug, Clone)]
+pub struct Api {
+    client: HttpClient,
     auth: Option<Auth>,
     deadline: Option<Instant>,
     extra_headers: Vec<(&'static str, &'static str)>,
-    pub stats: Stats,
+    stats: Arc<Stats>,
 }
 
-impl<'a> Api<'a> {
-    pub fn new(client: &'a HttpClient, auth: Option<Auth>, deadline: Option<Instant>) -> Self {
+impl Api {
+    pub fn new(client: &HttpClient, auth: Option<Auth>, deadline: Option<Instant>) -> Self {
         Api {
-            client,
+            client: client.clone(),
             auth,
             deadline,
             extra_headers: Vec::new(),
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
         }
+    }
+
+    /// What the requests of this `Api` and all its clones met so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// A header sent with every request (an API version header, or an `Accept` that replaces

@@ -305,7 +305,7 @@ impl Collector for JiraCollector {
             }
         }
 
-        let api = Api::new(&self.client, Some(auth.clone()), ctx.deadline);
+        let api = Api::new(&self.client, Some(auth), ctx.deadline);
         let started = Utc::now();
         let walk = match self.deployment {
             Deployment::Cloud => {
@@ -335,13 +335,12 @@ impl Collector for JiraCollector {
         incomplete.dedup();
         let changelogs_fetched = incomplete.len();
         let fetcher = search::Fetcher {
-            client: self.client.clone(),
-            auth,
+            api: api.clone(),
             deadline: ctx.deadline,
             base: self.base.clone(),
             deployment: self.deployment,
         };
-        let (full, changelog_stats) = search::changelogs(&fetcher, incomplete).await?;
+        let full = search::changelogs(&fetcher, incomplete).await?;
 
         let rules = issue::Rules {
             deployment: self.deployment,
@@ -361,7 +360,7 @@ impl Collector for JiraCollector {
         let cutoff = walk.server_time.unwrap_or(started) - SETTLE;
         let cutoff = cutoff.to_rfc3339_opts(SecondsFormat::Secs, true);
         cursor.advance(&seen, &cutoff);
-        let http = search::add_stats(std::iter::once(api.stats.to_json()).chain(changelog_stats));
+        let http = api.stats().to_json();
         let details = json!({
             "deployment": match self.deployment {
                 Deployment::Cloud => "cloud",

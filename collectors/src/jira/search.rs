@@ -15,7 +15,8 @@
 //! change, so the walk only restarts when issues leave or join the query mid-run.
 
 use super::Deployment;
-use crate::http::{Api, Auth, HttpClient};
+use crate::concurrent::each_bounded;
+use crate::http::Api;
 use crate::CollectError;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
@@ -93,7 +94,7 @@ fn shape_error(what: &str, url: &Url, why: &str) -> CollectError {
 
 /// Jira Cloud: the enhanced search, every page.
 pub(super) async fn cloud(
-    api: &Api<'_>,
+    api: &Api,
     base: &Url,
     jql: &str,
     fields: &[String],
@@ -144,7 +145,7 @@ pub(super) async fn cloud(
 
 /// Jira Data Center: the search by offset, every page, restarted when the list moved.
 pub(super) async fn data_center(
-    api: &Api<'_>,
+    api: &Api,
     base: &Url,
     jql: &str,
     fields: &[String],
@@ -235,53 +236,34 @@ fn join(base: &Url, segments: &[&str]) -> Url {
 /// What a changelog request needs, owned, so that requests can run as tasks.
 #[derive(Debug, Clone)]
 pub(super) struct Fetcher {
-    pub client: HttpClient,
-    pub auth: Auth,
+    pub api: Api,
     pub deadline: Option<Instant>,
     pub base: Url,
     pub deployment: Deployment,
 }
 
-/// The complete changelog histories of each issue in `keys`, with the request counts (the
-/// `Api::stats` of every request made). Up to [`CHANGELOG_CONCURRENCY`] issues at a time; the
-/// first error ends the run (the other requests are dropped).
+/// The complete changelog histories of each issue in `keys`, up to
+/// [`CHANGELOG_CONCURRENCY`] issues at a time; the first error ends the run.
 pub(super) async fn changelogs(
     fetcher: &Fetcher,
     keys: Vec<String>,
-) -> Result<(BTreeMap<String, Vec<Value>>, Vec<Value>), CollectError> {
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut waiting = keys.into_iter();
-    let mut histories = BTreeMap::new();
-    let mut stats = Vec::new();
-    loop {
-        while tasks.len() < CHANGELOG_CONCURRENCY {
-            let Some(key) = waiting.next() else { break };
-            let fetcher = fetcher.clone();
-            tasks.spawn(async move {
-                let api = Api::new(
-                    &fetcher.client,
-                    Some(fetcher.auth.clone()),
-                    fetcher.deadline,
-                );
-                let result = match fetcher.deployment {
-                    Deployment::Cloud => cloud_changelog(&api, &fetcher.base, &key).await,
-                    Deployment::DataCenter => dc_changelog(&api, &fetcher.base, &key).await,
-                };
-                (key, result, api.stats.to_json())
-            });
+) -> Result<BTreeMap<String, Vec<Value>>, CollectError> {
+    let histories = each_bounded(keys, CHANGELOG_CONCURRENCY, fetcher.deadline, |key| {
+        let fetcher = fetcher.clone();
+        async move {
+            let histories = match fetcher.deployment {
+                Deployment::Cloud => cloud_changelog(&fetcher.api, &fetcher.base, &key).await,
+                Deployment::DataCenter => dc_changelog(&fetcher.api, &fetcher.base, &key).await,
+            }?;
+            Ok((key, histories))
         }
-        let Some(joined) = tasks.join_next().await else {
-            return Ok((histories, stats));
-        };
-        let (key, result, counts) =
-            joined.map_err(|e| CollectError::Other(format!("a changelog request stopped: {e}")))?;
-        stats.push(counts);
-        histories.insert(key, result?);
-    }
+    })
+    .await?;
+    Ok(histories.into_iter().collect())
 }
 
 /// Cloud: `GET /rest/api/3/issue/{key}/changelog`, oldest first, every page.
-async fn cloud_changelog(api: &Api<'_>, base: &Url, key: &str) -> Result<Vec<Value>, CollectError> {
+async fn cloud_changelog(api: &Api, base: &Url, key: &str) -> Result<Vec<Value>, CollectError> {
     let endpoint = join(base, &["rest", "api", "3", "issue", key, "changelog"]);
     let mut histories = Vec::new();
     loop {
@@ -321,7 +303,7 @@ async fn cloud_changelog(api: &Api<'_>, base: &Url, key: &str) -> Result<Vec<Val
 }
 
 /// Data Center: the issue with `expand=changelog`, which holds the whole changelog.
-async fn dc_changelog(api: &Api<'_>, base: &Url, key: &str) -> Result<Vec<Value>, CollectError> {
+async fn dc_changelog(api: &Api, base: &Url, key: &str) -> Result<Vec<Value>, CollectError> {
     let mut url = join(base, &["rest", "api", "2", "issue", key]);
     url.query_pairs_mut()
         .append_pair("fields", "updated")
@@ -336,17 +318,6 @@ async fn dc_changelog(api: &Api<'_>, base: &Url, key: &str) -> Result<Vec<Value>
         ));
     }
     Ok(histories)
-}
-
-/// The sum of several `Api::stats` objects.
-pub(super) fn add_stats(all: impl IntoIterator<Item = Value>) -> Value {
-    let mut sum = BTreeMap::<String, u64>::new();
-    for stats in all {
-        for (name, count) in stats.as_object().into_iter().flatten() {
-            *sum.entry(name.clone()).or_default() += count.as_u64().unwrap_or(0);
-        }
-    }
-    json!(sum)
 }
 
 #[cfg(test)]
@@ -375,10 +346,6 @@ mod tests {
         assert_eq!(
             join(&base, &["rest", "api", "2", "issue", "OPS-1"]).as_str(),
             "https://jira.example.com/jira/rest/api/2/issue/OPS-1"
-        );
-        assert_eq!(
-            add_stats([json!({"requests": 2, "retries": 1}), json!({"requests": 3})]),
-            json!({"requests": 5, "retries": 1})
         );
     }
 }

@@ -348,7 +348,7 @@ impl Collector for ServiceNowCollector {
             next.take(&key.id, &key.updated);
         }
         let details = json!({
-            "api": api.stats.to_json(),
+            "api": api.stats().to_json(),
             "query": query,
             "from": from.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             "until": until_text,
@@ -424,7 +424,7 @@ impl ServiceNowCollector {
     /// matches, merged by sys_id, with the number of pages read.
     async fn read_related(
         &self,
-        api: &Api<'_>,
+        api: &Api,
         table: &str,
         fields: &str,
         sys_ids: &[&str],

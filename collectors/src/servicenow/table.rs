@@ -50,7 +50,7 @@ pub(super) struct Query<'q> {
 
 /// Read every record of `q`. `clock_check` is called with the first answer (for its `Date`).
 pub(super) async fn read_all(
-    api: &Api<'_>,
+    api: &Api,
     base: &Url,
     q: &Query<'_>,
     mut clock_check: impl FnMut(&JsonResponse) -> Result<(), CollectError>,

@@ -30,7 +30,8 @@ mod credential_report;
 mod policies;
 mod principals;
 
-use crate::aws::{all_pages, each_bounded, sorted_items, Connection, RunLog, SharedLog};
+use crate::aws::{all_pages, sorted_items, Connection, RunLog, SharedLog, CONCURRENCY};
+use crate::concurrent::each_bounded;
 use crate::registry::parse_settings;
 use crate::{canonical, CollectContext, CollectError, Collector, Content, SettingError};
 use crate::{Snapshot, MEDIA_TYPE_JSON};
@@ -120,17 +121,17 @@ impl Collector for IamCollector {
         });
         ctx.check_deadline()?;
 
-        let mut users = each_bounded(users, ctx.deadline, |user| {
+        let mut users = each_bounded(users, CONCURRENCY, ctx.deadline, |user| {
             let iam = iam.clone();
             async move { principals::user(&iam, user).await }
         })
         .await?;
-        let groups = each_bounded(groups, ctx.deadline, |group| {
+        let groups = each_bounded(groups, CONCURRENCY, ctx.deadline, |group| {
             let iam = iam.clone();
             async move { principals::group(&iam, group).await }
         })
         .await?;
-        let roles = each_bounded(roles, ctx.deadline, |role| {
+        let roles = each_bounded(roles, CONCURRENCY, ctx.deadline, |role| {
             let iam = iam.clone();
             async move { principals::role(&iam, role).await }
         })

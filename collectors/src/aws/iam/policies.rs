@@ -5,7 +5,8 @@
 //! encode, so that a diff between snapshots shows which statement changed.
 
 use super::Iam;
-use crate::aws::{all_pages, each_bounded, sdk_error, timestamp, RunLog};
+use crate::aws::{all_pages, sdk_error, timestamp, RunLog, CONCURRENCY};
+use crate::concurrent::each_bounded;
 use crate::CollectError;
 use aws_sdk_iam::types::{Policy, PolicyScopeType};
 use percent_encoding::percent_decode_str;
@@ -168,10 +169,15 @@ pub(super) async fn managed(iam: &Iam) -> Result<Vec<Value>, CollectError> {
         |page| page.policies.unwrap_or_default()
     );
     listed.extend(aws.into_iter().map(|p| (p, true)));
-    each_bounded(listed, iam.deadline, |(policy, aws_managed)| {
-        let iam = iam.clone();
-        async move { managed_item(&iam, policy, aws_managed).await }
-    })
+    each_bounded(
+        listed,
+        CONCURRENCY,
+        iam.deadline,
+        |(policy, aws_managed)| {
+            let iam = iam.clone();
+            async move { managed_item(&iam, policy, aws_managed).await }
+        },
+    )
     .await
 }
 

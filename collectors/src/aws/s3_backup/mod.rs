@@ -30,9 +30,10 @@ mod config;
 mod versioning;
 
 use crate::aws::{
-    all_pages, each_bounded, error_code, sdk_error, sorted_items, Connection, HttpResponse, RunLog,
-    SharedLog,
+    all_pages, error_code, sdk_error, sorted_items, Connection, HttpResponse, RunLog, SharedLog,
+    CONCURRENCY,
 };
+use crate::concurrent::each_bounded;
 use crate::registry::parse_settings;
 use crate::{canonical, CollectContext, CollectError, Collector, Content, SettingError};
 use crate::{Snapshot, MEDIA_TYPE_JSON};
@@ -171,7 +172,7 @@ impl Collector for S3BackupCollector {
             ),
         };
         ctx.check_deadline()?;
-        let items = each_bounded(buckets, ctx.deadline, |(name, region)| {
+        let items = each_bounded(buckets, CONCURRENCY, ctx.deadline, |(name, region)| {
             let s3 = s3.clone();
             async move { bucket(&s3, name, region).await }
         })
