@@ -14,9 +14,11 @@
 
 use crate::{canonical, CollectError, Content, SettingError, Snapshot, MEDIA_TYPE_JSON};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use regex::Regex;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 /// The `type` of a change item.
 pub const ITEM_TYPE: &str = "change";
@@ -156,6 +158,46 @@ pub fn since_setting(text: &str) -> Result<String, SettingError> {
         })
 }
 
+/// Jira-style ticket keys (`OPS-12`, `MY_PROJ-7`); boundaries are checked by hand in
+/// [`ticket_keys`] because the regex crate has no look-around.
+static TICKET_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Z][A-Z0-9_]+-[0-9]+").unwrap_or_else(|_| unreachable!("constant regex"))
+});
+
+/// Prefixes of standards and algorithms that look like ticket keys in prose and branch
+/// names (`UTF-8`, `SHA-256`, `RFC-3339`, `CVE-2024`), never taken as tickets.
+const NOT_TICKETS: &[&str] = &[
+    "AES", "CVE", "CWE", "HTTP", "IEEE", "ISO", "RFC", "SHA", "TLS", "UTF",
+];
+
+/// The Jira-style keys in `texts` (titles, descriptions, branch names), the one rule of every
+/// kind that reads keys out of free text: an uppercase key of two or more characters, `-`, a number
+/// not starting with 0, with no letter or digit glued to either end, and not a standard's
+/// name ([`NOT_TICKETS`]).
+pub fn ticket_keys(texts: &[&str]) -> Vec<String> {
+    let mut keys = Vec::new();
+    for text in texts {
+        for found in TICKET_KEY.find_iter(text) {
+            let before = text[..found.start()].chars().next_back();
+            let after = text[found.end()..].chars().next();
+            let glued = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+            let key = found.as_str();
+            let Some((project, number)) = key.rsplit_once('-') else {
+                continue;
+            };
+            if glued(before)
+                || glued(after)
+                || number.starts_with('0')
+                || NOT_TICKETS.contains(&project)
+            {
+                continue;
+            }
+            keys.push(key.to_owned());
+        }
+    }
+    keys
+}
+
 /// The snapshot of one run: the changes sorted by id (a change met twice in one run, e.g. on
 /// two pages while it was being edited, is kept once, as last met), `cursor` and `details`.
 pub fn snapshot(
@@ -289,6 +331,27 @@ mod tests {
             by: by.into(),
             at: Some(at.into()),
         }
+    }
+
+    #[test]
+    fn ticket_keys_are_found_in_prose_and_branch_names() {
+        let found = ticket_keys(&[
+            "OPS-12: fix login (see also MY_PROJ-7, and not UTF-8 or SHA-256)",
+            "Closes OPS-13.\nRefs: OPS-12",
+            "feature/OPS-14-new-login",
+            "hotfix/ops-15 abcOPS-16 OPS-017 OPS-18x OPS-19_fix",
+        ]);
+        assert_eq!(
+            found,
+            vec![
+                "OPS-12",
+                "MY_PROJ-7",
+                "OPS-13",
+                "OPS-12",
+                "OPS-14",
+                "OPS-19"
+            ]
+        );
     }
 
     #[test]

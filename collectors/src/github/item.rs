@@ -1,7 +1,7 @@
 //! A GitHub pull request and its reviews as a [`ChangeItem`].
 
 use super::api::{PullRequest, Review};
-use crate::change::{utc_time, Approval, ChangeItem};
+use crate::change::{self, utc_time, Approval, ChangeItem};
 use crate::CollectError;
 use regex::Regex;
 use serde_json::{json, Value};
@@ -36,7 +36,11 @@ pub(super) struct Draft {
 
 impl Draft {
     /// Everything but the approvals. The body is read for ticket keys and dropped.
-    pub fn new(repo: &str, pull: PullRequest, tickets: &Regex) -> Result<Draft, CollectError> {
+    pub fn new(
+        repo: &str,
+        pull: PullRequest,
+        tickets: Option<&Regex>,
+    ) -> Result<Draft, CollectError> {
         let id = pull_id(repo, &pull);
         let time = |field: &str, value: &Option<String>| -> Result<Option<String>, CollectError> {
             match value {
@@ -61,17 +65,18 @@ impl Draft {
         item.merged_at = merged_at;
         item.closed_at = time("closed_at", &pull.closed_at)?;
         item.target = Some(pull.base.git_ref.clone());
-        for text in [
-            Some(pull.title.as_str()),
-            Some(pull.head.git_ref.as_str()),
-            pull.body.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            item.linked_tickets
-                .extend(tickets.find_iter(text).map(|m| m.as_str().to_owned()));
-        }
+        let texts = [
+            pull.title.as_str(),
+            pull.head.git_ref.as_str(),
+            pull.body.as_deref().unwrap_or(""),
+        ];
+        item.linked_tickets = match tickets {
+            None => change::ticket_keys(&texts),
+            Some(pattern) => texts
+                .iter()
+                .flat_map(|text| pattern.find_iter(text).map(|m| m.as_str().to_owned()))
+                .collect(),
+        };
         let mut labels: Vec<&str> = pull.labels.iter().map(|l| l.name.as_str()).collect();
         labels.sort_unstable();
         let full_name = id
@@ -183,8 +188,7 @@ mod tests {
 
     #[test]
     fn a_merged_pull_request_becomes_a_change() {
-        let tickets = Regex::new(super::super::DEFAULT_TICKET_PATTERN).unwrap();
-        let draft = Draft::new("acme/api", example(), &tickets).unwrap();
+        let draft = Draft::new("acme/api", example(), None).unwrap();
         assert_eq!(draft.updated_at, "2026-03-02T11:00:00Z");
         let item = draft.finish(vec![
             review(Some("bob"), "COMMENTED", "2026-03-01T11:00:00Z"),
@@ -209,7 +213,7 @@ mod tests {
     #[test]
     fn an_approval_after_changes_requested_lifts_the_block() {
         let tickets = Regex::new("X-[0-9]+").unwrap();
-        let item = Draft::new("acme/api", example(), &tickets)
+        let item = Draft::new("acme/api", example(), Some(&tickets))
             .unwrap()
             .finish(vec![
                 review(Some("carol"), "CHANGES_REQUESTED", "2026-03-01T12:00:00Z"),
@@ -229,7 +233,7 @@ mod tests {
         let mut bad = example();
         bad.merged_at = Some("yesterday".into());
         let tickets = Regex::new("X").unwrap();
-        let err = Draft::new("acme/api", bad, &tickets)
+        let err = Draft::new("acme/api", bad, Some(&tickets))
             .unwrap_err()
             .to_string();
         assert!(

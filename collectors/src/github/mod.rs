@@ -26,8 +26,9 @@
 //!   everything.
 //! - `include_unmerged_closed`: also record pull requests closed without merge (state
 //!   `closed`). Default false: only merged pull requests are changes.
-//! - `ticket_pattern`: the regular expression of ticket keys looked for in the title, head
-//!   branch name and body. Default `\b[A-Z][A-Z0-9]+-[0-9]+\b` (Jira-style `OPS-12`).
+//! - `ticket_pattern`: a regular expression for the ticket keys looked for in the title, head
+//!   branch name and body. Default: the rule of every ticket kind, [`change::ticket_keys`]
+//!   (Jira-style `OPS-12`, not standards' names such as `UTF-8`).
 //!
 //! Cursor: `{"repos": {"<owner/name, lowercase>": {"since", "taken_at_since"}}}`, one
 //! [`Watermark`] over `updated_at` per repository. A run lists
@@ -64,7 +65,6 @@ pub const KIND: &str = "github_pull_requests";
 const DEFAULT_BASE_URL: &str = "https://api.github.com/";
 /// GitHub's largest `per_page`.
 const MAX_PAGE_SIZE: u32 = 100;
-const DEFAULT_TICKET_PATTERN: &str = r"\b[A-Z][A-Z0-9]+-[0-9]+\b";
 
 fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
@@ -107,7 +107,8 @@ struct Config {
     page_size: u32,
     since: Option<String>,
     include_unmerged_closed: bool,
-    tickets: Regex,
+    /// `ticket_pattern`, when set; else the shared rule ([`change::ticket_keys`]).
+    tickets: Option<Regex>,
 }
 
 /// `owner/name` of a repository, checked to be safe in a URL path.
@@ -205,13 +206,14 @@ pub fn build(settings: &toml::Table) -> Result<Box<dyn Collector>, Vec<SettingEr
             .map_err(|why| errors.push(SettingError::new(Some("since"), why)))
             .ok(),
     };
-    let pattern = settings
-        .ticket_pattern
-        .as_deref()
-        .unwrap_or(DEFAULT_TICKET_PATTERN);
-    let tickets = Regex::new(pattern)
-        .map_err(|e| errors.push(SettingError::new(Some("ticket_pattern"), e.to_string())))
-        .ok();
+    let tickets = match settings.ticket_pattern.as_deref().map(Regex::new) {
+        None => Some(None),
+        Some(Ok(pattern)) => Some(Some(pattern)),
+        Some(Err(e)) => {
+            errors.push(SettingError::new(Some("ticket_pattern"), e.to_string()));
+            None
+        }
+    };
     let client = HttpClient::new(settings.ca_file.as_deref())
         .map_err(|e| errors.push(e))
         .ok();
@@ -328,7 +330,7 @@ async fn run(
         let mut mark = old.clone();
         for pull in listing.pulls {
             counts.listed += 1;
-            let draft = item::Draft::new(&repo.0, pull, &config.tickets)?;
+            let draft = item::Draft::new(&repo.0, pull, config.tickets.as_ref())?;
             mark.take(&draft.item.id, &draft.updated_at);
             if draft.item.merged_at.is_none() && !config.include_unmerged_closed {
                 counts.skipped_unmerged += 1;

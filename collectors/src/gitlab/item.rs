@@ -4,24 +4,10 @@
 //! fields recorded are read; the rest of GitLab's object is ignored.
 
 use super::approvals::ApprovalRecord;
-use crate::change::{utc_time, ChangeItem};
-use regex::Regex;
+use crate::change::{self, utc_time, ChangeItem};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::LazyLock;
 use url::Url;
-
-/// Jira-style ticket keys (`OPS-12`, `MY_PROJ-7`); boundaries are checked by hand in
-/// [`linked_tickets`] because the regex crate has no look-around.
-static TICKET_KEY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[A-Z][A-Z0-9_]+-[0-9]+").unwrap_or_else(|_| unreachable!("constant regex"))
-});
-
-/// Prefixes of standards and algorithms that look like ticket keys in prose and branch
-/// names (`UTF-8`, `SHA-256`, `RFC-3339`, `CVE-2024`), never taken as tickets.
-const NOT_TICKETS: &[&str] = &[
-    "AES", "CVE", "CWE", "HTTP", "IEEE", "ISO", "RFC", "SHA", "TLS", "UTF",
-];
 
 #[derive(Debug, Deserialize)]
 struct User {
@@ -119,7 +105,7 @@ impl MergeRequest {
         let description = raw.description.unwrap_or_default();
         let mut item = ChangeItem::new("gitlab", self.id, raw.title, raw.state);
         item.linked_tickets =
-            linked_tickets(&[item.title.as_str(), &description, &raw.source_branch]);
+            change::ticket_keys(&[item.title.as_str(), &description, &raw.source_branch]);
         item.url = raw.web_url;
         item.author = raw.author.map(|u| u.username);
         item.created_at = self.created_at;
@@ -169,57 +155,9 @@ fn project_path(raw: &Raw, base: &Url) -> Option<String> {
     })
 }
 
-/// The Jira-style keys in `texts`: an uppercase key of two or more characters, `-`, a number
-/// not starting with 0, with no letter or digit glued to either end, and not a standard's
-/// name ([`NOT_TICKETS`]).
-pub(super) fn linked_tickets(texts: &[&str]) -> Vec<String> {
-    let mut keys = Vec::new();
-    for text in texts {
-        for found in TICKET_KEY.find_iter(text) {
-            let before = text[..found.start()].chars().next_back();
-            let after = text[found.end()..].chars().next();
-            let glued = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-            let key = found.as_str();
-            let Some((project, number)) = key.rsplit_once('-') else {
-                continue;
-            };
-            if glued(before)
-                || glued(after)
-                || number.starts_with('0')
-                || NOT_TICKETS.contains(&project)
-            {
-                continue;
-            }
-            keys.push(key.to_owned());
-        }
-    }
-    keys
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ticket_keys_are_found_in_prose_and_branch_names() {
-        let found = linked_tickets(&[
-            "OPS-12: fix login (see also MY_PROJ-7, and not UTF-8 or SHA-256)",
-            "Closes OPS-13.\nRefs: OPS-12",
-            "feature/OPS-14-new-login",
-            "hotfix/ops-15 abcOPS-16 OPS-017 OPS-18x OPS-19_fix",
-        ]);
-        assert_eq!(
-            found,
-            vec![
-                "OPS-12",
-                "MY_PROJ-7",
-                "OPS-13",
-                "OPS-12",
-                "OPS-14",
-                "OPS-19"
-            ]
-        );
-    }
 
     fn raw(value: Value) -> Result<MergeRequest, String> {
         MergeRequest::from_json(
