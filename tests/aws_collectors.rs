@@ -14,6 +14,8 @@
 //! is set once (before any test reads it) to test credentials whose secret is looked for in
 //! every error and snapshot.
 
+#[path = "../collectors/tests/common/mod.rs"]
+mod collector_tests;
 mod common;
 
 #[path = "aws_collectors/faults.rs"]
@@ -28,7 +30,6 @@ mod s3;
 use collectors::{CollectContext, CollectError, Snapshot};
 use common::s3::tests_dir;
 use serde_json::Value;
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Once;
 
@@ -68,17 +69,11 @@ pub fn aws_test_env() {
 /// on a runtime of its own.
 pub fn collect(kind: &str, settings: &str) -> Result<Snapshot, CollectError> {
     aws_test_env();
-    let table: toml::Table = settings.parse().expect("test settings are valid TOML");
-    let collector = collectors::registry::build(kind, &table)
-        .unwrap_or_else(|errors| panic!("{kind} settings refused: {errors:?}"));
+    let collector = collector_tests::build(kind, settings);
     let spool = tempfile::tempdir().expect("spool directory");
     let ctx = CollectContext {
         collector_id: format!("test-{kind}"),
-        cursor: None,
-        spool_dir: spool.path().to_path_buf(),
-        redaction_salt: [42; 32],
-        protected_paths: Vec::new(),
-        deadline: None,
+        ..collector_tests::ctx(spool.path())
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -139,52 +134,13 @@ pub fn seed(args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("aws_seed.py printed {stdout:?}: {e}"))
 }
 
-/// The content bytes, checked against the snapshot's digest and size.
-pub fn bytes(snapshot: &Snapshot) -> Vec<u8> {
-    let mut out = Vec::new();
-    snapshot
-        .content
-        .reader()
-        .expect("content is readable")
-        .read_to_end(&mut out)
-        .expect("content reads to the end");
-    assert_eq!(out.len() as u64, snapshot.content.size());
-    use sha2::Digest;
-    assert_eq!(
-        hex::encode(sha2::Sha256::digest(&out)),
-        snapshot.content.sha256_hex()
-    );
-    out
-}
-
 /// The items, checked: canonical JSON `{"items": [...]}`, unique and sorted by (type, id),
 /// `item_count` matching, no cursor, and no secret of this process's environment anywhere.
 pub fn items(snapshot: &Snapshot) -> Vec<Value> {
-    let raw = bytes(snapshot);
-    let value: Value = serde_json::from_slice(&raw).expect("content is JSON");
-    assert_eq!(
-        collectors::canonical::to_vec(&value).unwrap(),
-        raw,
-        "content is canonical JSON"
-    );
-    assert_eq!(snapshot.media_type, collectors::MEDIA_TYPE_JSON);
     assert_eq!(snapshot.cursor, None, "a full snapshot has no cursor");
     assert!(snapshot.details.is_object(), "details is an object");
     assert_no_secret(snapshot, ENV_SECRET_KEY);
-    let items = value["items"].as_array().expect("an items array").clone();
-    let keys: Vec<(String, String)> = items
-        .iter()
-        .map(|i| {
-            let kind = i["type"].as_str().expect("string type").to_owned();
-            (kind, i["id"].as_str().expect("string id").to_owned())
-        })
-        .collect();
-    let mut sorted = keys.clone();
-    sorted.sort();
-    sorted.dedup();
-    assert_eq!(keys, sorted, "items are sorted by (type, id) and unique");
-    assert_eq!(snapshot.item_count, items.len() as u64);
-    items
+    collector_tests::items(snapshot)
 }
 
 /// `secret` is in neither the content nor the details.
@@ -200,12 +156,7 @@ pub fn assert_no_secret(snapshot: &Snapshot, secret: &str) {
     );
 }
 
-pub fn find<'a>(items: &'a [Value], kind: &str, id: &str) -> &'a Value {
-    items
-        .iter()
-        .find(|i| i["type"] == kind && i["id"] == id)
-        .unwrap_or_else(|| panic!("no {kind} {id} among {} items", items.len()))
-}
+pub use collector_tests::{bytes, find};
 
 /// A timestamp field: RFC 3339 and within the last day (moto stamps things as it makes them);
 /// returned as it is, to be put into an expected item.

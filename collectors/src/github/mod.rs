@@ -389,7 +389,7 @@ async fn run(
         .into_iter()
         .map(|(key, (_, mark))| (key, mark.to_json()))
         .collect();
-    change::snapshot(items, json!({ "repos": cursor_repos }), details)
+    change::snapshot(items, json!({ "repos": cursor_repos }), details).await
 }
 
 /// The watermarks of the last committed run, by repository key.

@@ -329,7 +329,7 @@ impl Collector for GitLabCollector {
             "scopes": scope_details,
             "http": api.stats().to_json(),
         });
-        change::snapshot(items, next_cursor.to_json(), details)
+        change::snapshot(items, next_cursor.to_json(), details).await
     }
 }
 

@@ -379,7 +379,7 @@ impl Collector for JiraCollector {
             "settling": cursor.settling.len(),
             "http": http,
         });
-        change::snapshot(items, cursor.to_json(), details)
+        change::snapshot(items, cursor.to_json(), details).await
     }
 }
 

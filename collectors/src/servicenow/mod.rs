@@ -364,7 +364,7 @@ impl Collector for ServiceNowCollector {
             "incident_pages": incident_pages,
             "linked_incidents": incidents.len(),
         });
-        change::snapshot(items, self.cursor_json(&next), details)
+        change::snapshot(items, self.cursor_json(&next), details).await
     }
 }
 
