@@ -67,7 +67,14 @@ impl SecretSource {
     pub async fn load(&self) -> Result<Secret, CollectError> {
         let value = match self {
             SecretSource::Env(name) => std::env::var(name).map_err(|err| {
-                CollectError::Other(format!("environment variable {name}: {err}"))
+                let why = match err {
+                    std::env::VarError::NotPresent => "is not set in the agent's environment",
+                    std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
+                };
+                CollectError::Other(format!(
+                    "environment variable {name} {why}; set it where the service gets its \
+                     environment (e.g. /etc/default/evidence-agent) or use a token file"
+                ))
             })?,
             SecretSource::File(path) => {
                 let meta = tokio::fs::metadata(path)
@@ -169,6 +176,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("EVIDENCE_AGENT_TEST_UNSET_TOKEN"), "{err}");
+        assert!(err.contains("is not set") && err.contains("token file"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty");
