@@ -148,12 +148,9 @@ impl Fetcher {
         let mut times = BTreeMap::new();
         let mut next = Some(url);
         while let Some(url) = next.take() {
-            let page = self.api.get(&url).await?;
+            let page = self.api.get_as::<Vec<Note>>(&url).await?;
             let after = next_page(&page, &self.base)?;
-            let notes: Vec<Note> = serde_json::from_value(page.body).map_err(|e| {
-                CollectError::Other(format!("GET {url}: not a list of GitLab notes: {e}"))
-            })?;
-            for note in notes.into_iter().filter(|n| n.system) {
+            for note in page.body.into_iter().filter(|n| n.system) {
                 match note.body.trim() {
                     APPROVED_NOTE => {
                         let at = utc_time(&note.created_at).ok_or_else(|| {

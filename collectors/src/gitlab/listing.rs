@@ -124,7 +124,10 @@ impl Listing<'_> {
 
 /// The next page of an offset-paginated answer, or `None` after the last. A next page on
 /// another origin than `base` is refused: the token must not follow a link elsewhere.
-pub(super) fn next_page(page: &JsonResponse, base: &Url) -> Result<Option<Url>, CollectError> {
+pub(super) fn next_page<T>(
+    page: &JsonResponse<T>,
+    base: &Url,
+) -> Result<Option<Url>, CollectError> {
     let next = match page.next_link() {
         Some(url) => Some(url),
         None => match page.header("x-next-page").map(str::trim) {

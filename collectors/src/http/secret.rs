@@ -176,7 +176,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("EVIDENCE_AGENT_TEST_UNSET_TOKEN"), "{err}");
-        assert!(err.contains("is not set") && err.contains("token file"), "{err}");
+        assert!(
+            err.contains("is not set") && err.contains("token file"),
+            "{err}"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty");
