@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod keys;
 pub mod ledger;
+pub mod logging;
 pub mod schedule;
 pub mod statement;
 pub mod sync;

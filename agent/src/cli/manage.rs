@@ -43,9 +43,14 @@ fn host_key(config: &Config) -> anyhow::Result<NoteSigner> {
     }
 }
 
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// The daemon. `data_dir` is the `--data-dir` override, applied again at every reload.
+pub fn run(config: Config, data_dir: Option<&Path>) -> anyhow::Result<()> {
+    // Before the runtime's threads exist: this takes NOTIFY_SOCKET out of the environment.
+    let notifier = daemon::notify::Notifier::from_env();
     let signer = host_key(&config)?;
-    block_on(daemon::run(config, signer))
+    let (path, data_dir) = (config.path.clone(), data_dir.map(Path::to_path_buf));
+    let loader: daemon::ConfigLoader = Arc::new(move || config::load(&path, data_dir.as_deref()));
+    block_on(daemon::run(config, signer, loader, notifier))
 }
 
 /// One sync pass in the foreground: anchor against S3, upload everything pending.
@@ -125,13 +130,15 @@ pub fn collect(config: Config, only: &[String]) -> anyhow::Result<()> {
             let syncer = sync::open(&config, &s3, signer.clone()).await?;
             daemon::anchor_at_start(&syncer).await?;
         }
+        let settings = runner::RunSettings::of(&config);
         let agent = Agent::start(config, signer).await?;
         let mut runs = tokio::task::JoinSet::new();
         for c in selected {
             let (ctx, permits) = (agent.ctx.clone(), permits.clone());
             runs.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                runner::run_once(&ctx, &c, Trigger::Manual, chrono::Utc::now()).await
+                let now = chrono::Utc::now();
+                runner::run_once(&ctx, settings, &c, Trigger::Manual, now).await
             });
         }
         let (mut total, mut failed) = (0, 0);

@@ -29,13 +29,23 @@ pub struct Cli {
     /// Overrides the configuration's data_dir (ledger, cursors; the key too unless key_path is set).
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Log lines on stderr as text or as one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        env = "EVIDENCE_AGENT_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon in the foreground until SIGTERM or SIGINT.
+    /// Run the daemon in the foreground until SIGTERM or SIGINT; SIGHUP re-reads the
+    /// configuration.
     Run,
     /// Run collectors once now and exit (all enabled ones, or those named).
     Collect {
@@ -135,7 +145,7 @@ impl std::error::Error for Failed {}
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir.as_deref();
     match cli.command {
-        Command::Run => manage::run(load_config(&cli.config, data_dir)?),
+        Command::Run => manage::run(load_config(&cli.config, data_dir)?, data_dir),
         Command::Collect { ref collectors } => {
             manage::collect(load_config(&cli.config, data_dir)?, collectors)
         }
@@ -211,9 +221,12 @@ fn config_or_defaults(path: &Path, data_dir: Option<&Path>) -> anyhow::Result<Co
     load_config(path, data_dir)
 }
 
+/// The configuration for a command that writes; its `log_filter` takes effect from here on.
 fn load_config(path: &Path, data_dir: Option<&Path>) -> anyhow::Result<Config> {
-    config::load(path, data_dir)
-        .map_err(|errors| anyhow::anyhow!("invalid configuration:\n{errors}"))
+    let config = config::load(path, data_dir)
+        .map_err(|errors| anyhow::anyhow!("invalid configuration:\n{errors}"))?;
+    crate::logging::apply_config_filter(&config.log_filter);
+    Ok(config)
 }
 
 /// Where the ledger and key of the host are, for commands that only read.

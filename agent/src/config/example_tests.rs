@@ -9,6 +9,7 @@ const PACKAGED: &str = include_str!("../../../config/agent.toml");
 /// The packaged file with each commented `#[[collectors]]` / `#[s3]` table uncommented: one `#`
 /// is taken off every line of the table, up to the first blank line or lone `#`. Comments
 /// inside an example are written `## …` (or after the value) so that they stay comments.
+/// Commented top-level settings (`#log_filter = …`) are switched on too.
 fn with_examples_on(text: &str) -> (String, usize) {
     let mut out = String::new();
     let mut in_example = false;
@@ -20,8 +21,12 @@ fn with_examples_on(text: &str) -> (String, usize) {
         } else if line.trim().is_empty() || line == "#" || !line.starts_with('#') {
             in_example = false;
         }
+        let setting = |rest: &str| {
+            let key = rest.split(" =").next().unwrap_or_default();
+            rest.contains(" =") && super::KNOWN_TOP_LEVEL.contains(&key)
+        };
         match line.strip_prefix('#') {
-            Some(rest) if in_example => out.push_str(rest),
+            Some(rest) if in_example || setting(rest) => out.push_str(rest),
             _ => out.push_str(line),
         }
         out.push('\n');

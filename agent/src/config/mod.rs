@@ -61,6 +61,11 @@ pub struct Config {
     pub collectors: Vec<CollectorConfig>,
     /// `None`: sync is off.
     pub s3: Option<S3Config>,
+    /// Which log lines to write, in `RUST_LOG` syntax (`info`, `warn,collectors=debug`). The
+    /// `RUST_LOG` environment variable, when set, wins.
+    pub log_filter: String,
+    /// Where `/healthz` and `/metrics` are served; `None`: no listener. Always a loopback address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Where each collector's keys are, by collector id, for [`Config::check_environment`].
     locations: HashMap<String, KeyLocations>,
 }
@@ -122,17 +127,20 @@ const MAX_CONCURRENT: u64 = 1024;
 const DEFAULT_MIN_FREE_DISK_MIB: u64 = 256;
 /// The longest host id (the longest DNS name).
 pub(crate) const MAX_HOST_ID_LEN: usize = 253;
-const KNOWN_TOP_LEVEL: [&str; 7] = [
+const DEFAULT_LOG_FILTER: &str = "info";
+pub(crate) const KNOWN_TOP_LEVEL: [&str; 9] = [
     "host_id",
     "data_dir",
     "key_path",
     "max_concurrent",
     "min_free_disk_mib",
+    "log_filter",
+    "metrics_listen",
     "collectors",
     "s3",
 ];
-const TOP_LEVEL_KEYS: &str =
-    "host_id, data_dir, key_path, max_concurrent, min_free_disk_mib, [[collectors]], [s3]";
+const TOP_LEVEL_KEYS: &str = "host_id, data_dir, key_path, max_concurrent, min_free_disk_mib, \
+    log_filter, metrics_listen, [[collectors]], [s3]";
 
 /// Read and validate the configuration file at `path`. `data_dir_override` (`--data-dir`)
 /// replaces the file's `data_dir`, and with it the default `key_path`.
@@ -234,6 +242,8 @@ fn parse_with(
     let mut collectors = Some(Vec::new());
     let mut locations = HashMap::new();
     let mut s3 = None;
+    let mut log_filter = Some(DEFAULT_LOG_FILTER.to_owned());
+    let mut metrics_listen = None;
     for (key, value) in document.iter() {
         let name = key.get_ref().as_ref();
         match name {
@@ -257,6 +267,29 @@ fn parse_with(
             }
             "min_free_disk_mib" => {
                 min_free_disk_mib = src.integer(name, value, 0, 1 << 30);
+            }
+            "log_filter" => {
+                log_filter = src.non_empty(name, value).and_then(|filter| {
+                    match tracing_subscriber::EnvFilter::builder().parse(filter) {
+                        Ok(_) => Some(filter.to_owned()),
+                        Err(e) => {
+                            let message = format!("`log_filter` {filter:?} is not a log filter (e.g. \"info\" or \"warn,collectors=debug\"): {e}");
+                            src.error(value.span(), message);
+                            None
+                        }
+                    }
+                });
+            }
+            "metrics_listen" => {
+                metrics_listen =
+                    src.non_empty(name, value)
+                        .and_then(|text| match loopback_address(text) {
+                            Ok(address) => Some(address),
+                            Err(why) => {
+                                src.error(value.span(), format!("`metrics_listen` {text:?} {why}"));
+                                None
+                            }
+                        });
             }
             "collectors" => collectors = collector_tables(&mut src, value, build, &mut locations),
             "s3" => {
@@ -308,12 +341,14 @@ fn parse_with(
         Some(max_concurrent),
         Some(min_free_disk_mib),
         Some(collectors),
+        Some(log_filter),
     ) = (
         host_id,
         data_dir,
         max_concurrent,
         min_free_disk_mib,
         collectors,
+        log_filter,
     )
     else {
         // Unreachable in practice: every `None` above recorded a problem.
@@ -334,8 +369,26 @@ fn parse_with(
         min_free_disk: min_free_disk_mib << 20,
         collectors,
         s3,
+        log_filter,
+        metrics_listen,
         locations,
     })
+}
+
+/// `127.0.0.1:9187` or `[::1]:9187`: the metrics say what runs on the host and when it last
+/// succeeded, which is for the host's own monitoring agent, not for the network.
+fn loopback_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    let address: std::net::SocketAddr = text
+        .parse()
+        .map_err(|_| "is not an address and port such as \"127.0.0.1:9187\"".to_owned())?;
+    if !address.ip().is_loopback() {
+        return Err(format!(
+            "is not a loopback address; the listener only serves this host (127.0.0.1 or [::1]), \
+             so use a local scraper or a reverse proxy to expose {}",
+            address.ip()
+        ));
+    }
+    Ok(address)
 }
 
 /// Every `[[collectors]]` table (all are checked); the collectors if all of them are good.

@@ -68,14 +68,6 @@ const S3_KEYS: [&str; 7] = [
 ];
 const KEYS: &str =
     "bucket, prefix, region, endpoint_url, force_path_style, object_lock_mode, object_lock_days";
-const TOP_LEVEL_KEYS: [&str; 6] = [
-    "host_id",
-    "data_dir",
-    "key_path",
-    "max_concurrent",
-    "min_free_disk_mib",
-    "collectors",
-];
 
 /// Read the `[s3]` table whose header (or inline table) is at `span`.
 pub(crate) fn s3(src: &mut Source, span: Range<usize>, table: &DeTable) -> Option<S3Config> {
@@ -145,7 +137,7 @@ pub(crate) fn s3(src: &mut Source, span: Range<usize>, table: &DeTable) -> Optio
                     .and_then(|d| u32::try_from(d).ok());
             }
             other => {
-                let hint = if TOP_LEVEL_KEYS.contains(&other) {
+                let hint = if super::KNOWN_TOP_LEVEL.contains(&other) {
                     "; top-level keys must come before the first [table]".to_owned()
                 } else {
                     did_you_mean(other, &S3_KEYS)

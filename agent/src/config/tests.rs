@@ -220,7 +220,7 @@ max_concurrent = 3
             "1:11: `host_id` \"web 01\" contains ' '; only letters A-Z a-z, digits, '.', '_' and '-' are allowed",
             "2:12: `data_dir` must be a string, found an integer",
             "3:18: `max_concurrent` must be between 1 and 1024, found 0",
-            "4:1: unknown key `colectors` (expected one of host_id, data_dir, key_path, max_concurrent, min_free_disk_mib, [[collectors]], [s3]); did you mean `collectors`?",
+            "4:1: unknown key `colectors` (expected one of host_id, data_dir, key_path, max_concurrent, min_free_disk_mib, log_filter, metrics_listen, [[collectors]], [s3]); did you mean `collectors`?",
             "9:12: `schedule`: minute field \"61\": 61 is out of range 0-59",
             "10:11: `timeout` \"5 minutes\": unexpected \" minutes\" after 5; use a number with a unit d, h, m, s or ms, e.g. \"30s\", \"5m\", \"1h30m\"",
             "12:1: `pathz`: unknown field `pathz`",
@@ -244,7 +244,7 @@ fn display_names_the_file() {
     assert_eq!(
         errors.to_string(),
         "agent.toml:1:12: `data_dir` must be a string, found an integer\n\
-         agent.toml:2:1: unknown key `bogus` (expected one of host_id, data_dir, key_path, max_concurrent, min_free_disk_mib, [[collectors]], [s3])"
+         agent.toml:2:1: unknown key `bogus` (expected one of host_id, data_dir, key_path, max_concurrent, min_free_disk_mib, log_filter, metrics_listen, [[collectors]], [s3])"
     );
 }
 
@@ -607,6 +607,43 @@ fn the_disk_floor_is_in_mib_and_zero_turns_it_off() {
     let errors = problems(&with("min_free_disk_mib = \"1GiB\""));
     assert!(
         errors[0].contains("`min_free_disk_mib` must be an integer"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn the_log_filter_defaults_to_info_and_a_bad_one_is_located() {
+    let with = |line: &str| MINIMAL.replacen("\n", &format!("\n{line}\n"), 1);
+    assert_eq!(ok(MINIMAL).log_filter, "info");
+    let config = ok(&with("log_filter = \"warn,collectors=debug\""));
+    assert_eq!(config.log_filter, "warn,collectors=debug");
+    let errors = problems(&with("log_filter = \"collectors=loud\""));
+    assert!(
+        errors[0].contains("2:14: `log_filter` \"collectors=loud\" is not a log filter"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn the_metrics_listener_is_off_by_default_and_only_on_loopback() {
+    let with = |line: &str| MINIMAL.replacen("\n", &format!("\n{line}\n"), 1);
+    assert_eq!(ok(MINIMAL).metrics_listen, None);
+    let config = ok(&with("metrics_listen = \"127.0.0.1:9187\""));
+    assert_eq!(
+        config.metrics_listen,
+        Some("127.0.0.1:9187".parse().unwrap())
+    );
+    assert!(ok(&with("metrics_listen = \"[::1]:9187\""))
+        .metrics_listen
+        .is_some());
+    let errors = problems(&with("metrics_listen = \"0.0.0.0:9187\""));
+    assert!(
+        errors[0].contains("`metrics_listen` \"0.0.0.0:9187\" is not a loopback address"),
+        "{errors:?}"
+    );
+    let errors = problems(&with("metrics_listen = \"9187\""));
+    assert!(
+        errors[0].contains("is not an address and port such as"),
         "{errors:?}"
     );
 }

@@ -1,25 +1,35 @@
 //! The long-running agent: opens the ledger on its own thread, accounts for runs missed while it
-//! was down, schedules the collectors, and on SIGTERM or SIGINT stops scheduling, lets running
-//! collections finish within [`SHUTDOWN_GRACE`], records the rest as failed, and exits with
-//! everything committed.
+//! was down, schedules the collectors, tells the service manager it is ready, and then:
+//!
+//! - on SIGHUP re-reads the configuration and hands the new plan to the scheduler, or, if the
+//!   file is invalid or changes what only a restart can change, keeps the running one and logs
+//!   why;
+//! - on SIGTERM or SIGINT stops scheduling, lets running collections finish within
+//!   [`SHUTDOWN_GRACE`], records the rest as failed, and exits with everything committed.
 
+mod health;
 mod ledger_thread;
+pub mod metrics;
+pub mod notify;
 pub mod runner;
 pub mod scheduler;
 
 pub use ledger_thread::LedgerHandle;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigErrors};
 use crate::ledger::{Ledger, LEDGER_FILE};
 use crate::sync::{self, SyncError};
 use crate::tlog::note::NoteSigner;
 use anyhow::Context;
+use metrics::Metrics;
+use notify::Notifier;
 use runner::RunContext;
+use scheduler::{Plan, Scheduler};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// How long running collections may take to finish after a stop signal.
@@ -81,21 +91,24 @@ impl Agent {
         let path = config.data_dir.join(LEDGER_FILE);
         let host_id = config.host_id.clone();
         let salt = crate::keys::redaction_salt(&signer);
-        let ledger = tokio::task::spawn_blocking(move || Ledger::open(&path, &host_id, signer))
-            .await
-            .context("ledger open task")??;
+        let (ledger, metrics) = tokio::task::spawn_blocking(move || {
+            let ledger = Ledger::open(&path, &host_id, signer)?;
+            let metrics = Metrics::new(ledger.last_successes()?, ledger.size()?);
+            anyhow::Ok((ledger, metrics))
+        })
+        .await
+        .context("ledger open task")??;
         let (handle, ledger_thread) = LedgerHandle::spawn(ledger).context("start ledger thread")?;
         let ctx = Arc::new(RunContext {
             ledger: handle,
             spool_dir,
             redaction_salt: salt,
-            config_sha256: config.sha256,
             protected_paths: vec![config.data_dir.clone(), config.key_path.clone()],
             hard_stop: CancellationToken::new(),
             fatal: CancellationToken::new(),
             data_dir: config.data_dir.clone(),
-            min_free_disk: config.min_free_disk,
             appended: Arc::new(tokio::sync::Notify::new()),
+            metrics: Arc::new(metrics),
         });
         Ok(Agent {
             ctx,
@@ -122,11 +135,28 @@ impl Agent {
     }
 }
 
+/// Reads the configuration again (from the same file, with the same `--data-dir`) at SIGHUP.
+pub type ConfigLoader = Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
+
 /// Run the daemon until SIGTERM or SIGINT.
-pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    signer: NoteSigner,
+    loader: ConfigLoader,
+    notifier: Notifier,
+) -> anyhow::Result<()> {
     for problem in config.check_environment() {
         tracing::warn!("{problem}");
     }
+    // Bound before anything is opened, so that a taken port fails the start cleanly.
+    let listener = match config.metrics_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listen on {address} (metrics_listen)"))?,
+        ),
+        None => None,
+    };
     let (syncer, _sync_lock) = match config.s3.clone() {
         Some(s3) => {
             let lock = sync::lock(&config.data_dir)?;
@@ -137,6 +167,7 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
+    let mut signals = Signals::install()?;
     let agent = Agent::start(config, signer).await?;
     if let Some(syncer) = &syncer {
         if let Err(e) = anchor_at_start(syncer).await {
@@ -144,17 +175,10 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
             return Err(e);
         }
     }
-    let collectors: Vec<_> = agent
-        .config
-        .collectors
-        .iter()
-        .cloned()
-        .map(Arc::new)
-        .collect();
-    let scheduler = scheduler::Scheduler {
-        collectors,
+    let (plan_tx, plan_rx) = watch::channel(Arc::new(Plan::new(&agent.config, None)));
+    let scheduler = Scheduler {
         ctx: agent.ctx.clone(),
-        permits: Arc::new(Semaphore::new(agent.config.max_concurrent)),
+        plan: plan_rx.clone(),
     };
     let now = chrono::Utc::now();
     scheduler
@@ -171,6 +195,18 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let mut scheduling = tokio::spawn(scheduler.run(now, shutdown.clone()));
+    if let Some(listener) = listener {
+        match listener.local_addr() {
+            Ok(address) => tracing::info!("serving /healthz and /metrics on http://{address}"),
+            Err(e) => tracing::warn!("the metrics listener has no address: {e}"),
+        }
+        let health = health::Health {
+            ctx: agent.ctx.clone(),
+            plan: plan_rx.clone(),
+            sync_location: syncer.as_ref().map(|s| s.location().to_owned()),
+        };
+        tokio::spawn(health::serve(listener, health, shutdown.clone()));
+    }
     let (refused_tx, mut refused) = tokio::sync::mpsc::channel::<SyncError>(1);
     if let Some(syncer) = syncer {
         let worker = sync::worker::run_worker(syncer, agent.ctx.appended.clone(), shutdown.clone());
@@ -185,15 +221,44 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
             let _ = refused_tx.send(stopped).await;
         });
     }
+    let notifier = Arc::new(notifier);
+    notifier.notify("READY=1");
+    tokio::spawn(keep_alive(
+        notifier.clone(),
+        agent.ctx.clone(),
+        plan_rx,
+        shutdown.clone(),
+    ));
+
     let fatal = agent.ctx.fatal.clone();
-    let stopped_by = tokio::select! {
-        signal = wait_for_stop_signal() => Ok(signal?),
-        () = fatal.cancelled() => Err(anyhow::anyhow!(
-            "stopping: the ledger could not record a run (see the error above); \
-             the run stays pending and is recorded as failed at the next start"
-        )),
-        Some(e) = refused.recv() => Err(anyhow::Error::new(e).context("stopping")),
+    let mut running = agent.config.clone();
+    let stopped_by = loop {
+        tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Stop(name) => break Ok(name),
+                Signal::Reload => {
+                    notifier.reloading();
+                    match reload(&loader, &running).await {
+                        Ok(config) => {
+                            let plan = Plan::new(&config, Some(&plan_tx.borrow()));
+                            plan_tx.send_replace(Arc::new(plan));
+                            running = config;
+                        }
+                        Err(why) => tracing::error!(
+                            "reload refused, still running the configuration read before: {why}"
+                        ),
+                    }
+                    notifier.notify("READY=1");
+                }
+            },
+            () = fatal.cancelled() => break Err(anyhow::anyhow!(
+                "stopping: the ledger could not record a run (see the error above); \
+                 the run stays pending and is recorded as failed at the next start"
+            )),
+            Some(e) = refused.recv() => break Err(anyhow::Error::new(e).context("stopping")),
+        }
     };
+    notifier.notify("STOPPING=1");
     match &stopped_by {
         Ok(signal) => tracing::info!(
             "{signal}: no new runs; waiting up to {}s for running ones",
@@ -214,6 +279,90 @@ pub async fn run(config: Config, signer: NoteSigner) -> anyhow::Result<()> {
     stopped_by?;
     tracing::info!("stopped; ledger committed");
     Ok(())
+}
+
+/// Read the configuration again. It is refused if it is invalid or changes a setting that
+/// only a restart applies (where the ledger, key and S3 copy are, the listener); the
+/// returned configuration is the one to run from now on.
+async fn reload(loader: &ConfigLoader, running: &Config) -> Result<Config, String> {
+    let loader = loader.clone();
+    let loaded = tokio::task::spawn_blocking(move || loader())
+        .await
+        .map_err(|e| format!("the configuration could not be read: {e}"))?;
+    let config =
+        loaded.map_err(|errors| format!("{} is invalid:\n{errors}", running.path.display()))?;
+    let fixed = [
+        ("host_id", config.host_id != running.host_id),
+        ("data_dir", config.data_dir != running.data_dir),
+        ("key_path", config.key_path != running.key_path),
+        ("[s3]", config.s3 != running.s3),
+        (
+            "metrics_listen",
+            config.metrics_listen != running.metrics_listen,
+        ),
+    ];
+    let changed: Vec<&str> = fixed.iter().filter(|(_, c)| *c).map(|(k, _)| *k).collect();
+    if !changed.is_empty() {
+        return Err(format!(
+            "{} changes {}, which only a restart applies (systemctl restart evidence-agent)",
+            config.path.display(),
+            changed.join(", ")
+        ));
+    }
+    for problem in config.check_environment() {
+        tracing::warn!("{problem}");
+    }
+    crate::logging::apply_config_filter(&config.log_filter);
+    let ids = |c: &Config| -> Vec<String> {
+        let enabled = c.collectors.iter().filter(|c| c.enabled);
+        enabled.map(|c| c.id.clone()).collect()
+    };
+    let (before, after) = (ids(running), ids(&config));
+    let added: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
+    let removed: Vec<&String> = before.iter().filter(|id| !after.contains(id)).collect();
+    tracing::info!(
+        config = %config.path.display(),
+        config_sha256 = %hex::encode(config.sha256),
+        collectors = after.len(),
+        ?added,
+        ?removed,
+        "configuration reloaded"
+    );
+    Ok(config)
+}
+
+/// Tell the service manager every so often that the agent is alive — only if the ledger thread
+/// still answers, so that a hung ledger gets the service restarted — and how it is doing.
+async fn keep_alive(
+    notifier: Arc<Notifier>,
+    ctx: Arc<RunContext>,
+    plan: watch::Receiver<Arc<Plan>>,
+    shutdown: CancellationToken,
+) {
+    if !notifier.enabled() {
+        return;
+    }
+    const STATUS_EVERY: Duration = Duration::from_secs(30);
+    let watchdog = notifier.watchdog_interval();
+    let mut ticks = tokio::time::interval(watchdog.unwrap_or(STATUS_EVERY).min(STATUS_EVERY));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let collectors = plan
+            .borrow()
+            .collectors
+            .iter()
+            .filter(|c| c.enabled)
+            .count();
+        notifier.status(&ctx.metrics.counts().status_line(collectors));
+        let Some(within) = watchdog else { continue };
+        match tokio::time::timeout(within, ctx.ledger.call(|_| ())).await {
+            Ok(Ok(())) if !ctx.fatal.is_cancelled() => notifier.notify("WATCHDOG=1"),
+            _ => tracing::warn!("the ledger thread is not answering; not telling the watchdog"),
+        }
+    }
 }
 
 /// How long start-up waits to compare with S3 before collecting anyway.
@@ -250,19 +399,34 @@ pub async fn anchor_at_start(syncer: &sync::Syncer) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_stop_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    // SIGHUP must not kill the daemon (its default action); reloading is not supported yet.
-    let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
-    loop {
+/// The signals the daemon acts on. Installed before the ledger opens, so that a SIGHUP during
+/// start-up is not fatal (its default action) and waits to be handled.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+enum Signal {
+    Stop(&'static str),
+    Reload,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("install SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("install SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("install SIGHUP handler")?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = term.recv() => return Ok("SIGTERM"),
-            _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => tracing::warn!(
-                "SIGHUP: this version does not reload its configuration; restart it to apply changes"
-            ),
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
+            _ = self.hup.recv() => Signal::Reload,
         }
     }
 }

@@ -5,8 +5,9 @@
 //! recording, so a failure is a `failed` entry, never a gap.
 
 use super::ledger_thread::LedgerHandle;
+use super::metrics::Metrics;
 use crate::config::CollectorConfig;
-use crate::ledger::{NewEntry, Outcome};
+use crate::ledger::{Appended, NewEntry, Outcome};
 use crate::statement::Trigger;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
@@ -14,12 +15,12 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// What every run needs besides its collector.
+/// What every run needs besides its collector and its configuration's [`RunSettings`], for
+/// the whole life of the process.
 pub struct RunContext {
     pub ledger: LedgerHandle,
     pub spool_dir: PathBuf,
     pub redaction_salt: [u8; 32],
-    pub config_sha256: [u8; 32],
     /// The data directory and key: never read by any collector.
     pub protected_paths: Vec<PathBuf>,
     /// Cancelled when the shutdown grace period is over: runs still going record a failure.
@@ -30,10 +31,43 @@ pub struct RunContext {
     pub fatal: CancellationToken,
     /// The data directory, whose filesystem must keep `min_free_disk` bytes free.
     pub data_dir: PathBuf,
-    /// Below this many free bytes, runs are recorded as failed without collecting (0: no floor).
-    pub min_free_disk: u64,
     /// Woken after every append (the sync worker waits on it).
     pub appended: Arc<Notify>,
+    /// Runs by collector and status, for `/metrics` and the service status line.
+    pub metrics: Arc<Metrics>,
+}
+
+impl RunContext {
+    /// Append `batch` on the ledger thread, then wake the sync worker and count the entries.
+    pub async fn append(&self, batch: Vec<NewEntry>) -> anyhow::Result<Appended> {
+        let counted: Vec<_> = batch
+            .iter()
+            .map(|e| (e.collector_id.clone(), e.outcome.status(), e.finished_at))
+            .collect();
+        let appended = self.ledger.call(move |l| l.append(batch)).await??;
+        self.appended.notify_one();
+        self.metrics.appended(&counted, appended.checkpoint.size);
+        Ok(appended)
+    }
+}
+
+/// What a configuration file says about every run, besides its collectors. Runs keep the
+/// settings they started with when the configuration is reloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSettings {
+    /// SHA-256 of the configuration file (`config_sha256` in every statement).
+    pub config_sha256: [u8; 32],
+    /// Below this many free bytes, runs are recorded as failed without collecting (0: no floor).
+    pub min_free_disk: u64,
+}
+
+impl RunSettings {
+    pub fn of(config: &crate::config::Config) -> RunSettings {
+        RunSettings {
+            config_sha256: config.sha256,
+            min_free_disk: config.min_free_disk,
+        }
+    }
 }
 
 /// What a run recorded.
@@ -50,11 +84,12 @@ pub struct RunResult {
 /// be appended; the run is then left pending in the ledger and `ctx.fatal` is cancelled.
 pub async fn run_once(
     ctx: &RunContext,
+    settings: RunSettings,
     collector: &CollectorConfig,
     trigger: Trigger,
     scheduled_for: DateTime<Utc>,
 ) -> anyhow::Result<RunResult> {
-    let result = record_run(ctx, collector, trigger, scheduled_for).await;
+    let result = record_run(ctx, settings, collector, trigger, scheduled_for).await;
     if let Err(e) = &result {
         tracing::error!(collector = %collector.id, "cannot record the run: {e:#}");
         ctx.fatal.cancel();
@@ -64,6 +99,7 @@ pub async fn run_once(
 
 async fn record_run(
     ctx: &RunContext,
+    settings: RunSettings,
     collector: &CollectorConfig,
     trigger: Trigger,
     scheduled_for: DateTime<Utc>,
@@ -80,7 +116,7 @@ async fn record_run(
             .await??
     };
     let started_at = Utc::now();
-    let outcome = collect(ctx, collector, cursor).await;
+    let outcome = collect(ctx, settings.min_free_disk, collector, cursor).await;
     let finished_at = Utc::now();
     let entry = |outcome| NewEntry {
         collector_id: id.clone(),
@@ -89,7 +125,7 @@ async fn record_run(
         scheduled_for,
         started_at,
         finished_at,
-        config_sha256: ctx.config_sha256,
+        config_sha256: settings.config_sha256,
         schedule: Some(collector.schedule.source().to_owned()),
         outcome,
     };
@@ -99,7 +135,7 @@ async fn record_run(
         Outcome::Skipped(r) => ("skipped", 0, Some(r.clone())),
     };
     let first = entry(outcome);
-    let appended = match ctx.ledger.call(move |l| l.append(vec![first])).await? {
+    let appended = match ctx.append(vec![first]).await {
         Ok(appended) => appended,
         // The snapshot could not be stored (its spool file vanished, the disk is full …):
         // record the run as failed, without content, rather than not at all.
@@ -109,10 +145,9 @@ async fn record_run(
             let fallback = entry(Outcome::Failed(reason.clone()));
             status = "failed";
             error = Some(reason);
-            ctx.ledger.call(move |l| l.append(vec![fallback])).await??
+            ctx.append(vec![fallback]).await?
         }
     };
-    ctx.appended.notify_one();
     match &error {
         Some(e) => tracing::warn!(collector = %id, status, error = %e, "run recorded"),
         None => tracing::info!(collector = %id, items = item_count, "run recorded"),
@@ -128,10 +163,11 @@ async fn record_run(
 
 async fn collect(
     ctx: &RunContext,
+    min_free_disk: u64,
     collector: &CollectorConfig,
     cursor: Option<serde_json::Value>,
 ) -> Outcome {
-    if let Some(reason) = below_disk_floor(&ctx.data_dir, ctx.min_free_disk) {
+    if let Some(reason) = below_disk_floor(&ctx.data_dir, min_free_disk) {
         tracing::error!(collector = %collector.id, "{reason}");
         return Outcome::Failed(reason);
     }

@@ -7,14 +7,15 @@
 //!   beyond that one entry that counts them;
 //! - on shutdown no new run starts; running ones get a grace period, then record a failure.
 
-use super::runner::{run_once, RunContext};
-use crate::config::CollectorConfig;
+use super::runner::{run_once, RunContext, RunSettings};
+use crate::config::{CollectorConfig, Config};
 use crate::ledger::{timestamp, NewEntry, Outcome};
 use crate::statement::Trigger;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -23,10 +24,52 @@ pub const MISSED_ONE_BY_ONE: usize = 1000;
 /// The scheduler re-reads the wall clock at least this often, so a clock change is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
-pub struct Scheduler {
+/// What the scheduler runs: one configuration's collectors, its run settings and its limit on
+/// concurrent runs. A reload replaces the whole plan.
+pub struct Plan {
     pub collectors: Vec<Arc<CollectorConfig>>,
-    pub ctx: Arc<RunContext>,
+    pub settings: RunSettings,
+    /// `max_concurrent` permits, shared by the runs started under this plan.
     pub permits: Arc<Semaphore>,
+    max_concurrent: usize,
+}
+
+impl Plan {
+    /// The plan of `config`. The permits of `previous` are kept when the limit is unchanged,
+    /// so that runs in flight still count against it after a reload; a new limit takes a
+    /// fresh semaphore, and runs in flight finish under the old one.
+    pub fn new(config: &Config, previous: Option<&Plan>) -> Plan {
+        let collectors = config.collectors.iter().cloned().map(Arc::new).collect();
+        let mut plan = Plan::with(collectors, RunSettings::of(config), config.max_concurrent);
+        if let Some(p) = previous.filter(|p| p.max_concurrent == config.max_concurrent) {
+            plan.permits = p.permits.clone();
+        }
+        plan
+    }
+
+    pub fn with(
+        collectors: Vec<Arc<CollectorConfig>>,
+        settings: RunSettings,
+        max_concurrent: usize,
+    ) -> Plan {
+        Plan {
+            collectors,
+            settings,
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            max_concurrent,
+        }
+    }
+
+    /// The enabled collector with this id.
+    fn enabled(&self, id: &str) -> Option<&Arc<CollectorConfig>> {
+        self.collectors.iter().find(|c| c.enabled && c.id == id)
+    }
+}
+
+pub struct Scheduler {
+    pub ctx: Arc<RunContext>,
+    /// The current plan; a new value is a reload.
+    pub plan: watch::Receiver<Arc<Plan>>,
 }
 
 impl Scheduler {
@@ -34,6 +77,7 @@ impl Scheduler {
     /// agent died during them) become `failed` entries, and the fire times each collector
     /// missed between its last accounted run and `now` become `skipped` ones.
     pub async fn record_missed(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let plan = self.plan.borrow().clone();
         let pending = self.ctx.ledger.call(|l| l.pending_runs()).await??;
         let interrupted: Vec<NewEntry> = pending
             .into_iter()
@@ -41,7 +85,7 @@ impl Scheduler {
             .filter(|p| p.pid == std::process::id() || !process_alive(p.pid))
             .map(|p| {
                 tracing::warn!(collector = %p.collector_id, scheduled_for = %timestamp(p.scheduled_for), "run interrupted by the agent's stop");
-                let schedule = self
+                let schedule = plan
                     .collectors
                     .iter()
                     .find(|c| c.id == p.collector_id)
@@ -53,7 +97,7 @@ impl Scheduler {
                     scheduled_for: p.scheduled_for,
                     started_at: p.started_at,
                     finished_at: Utc::now(),
-                    config_sha256: self.ctx.config_sha256,
+                    config_sha256: plan.settings.config_sha256,
                     schedule,
                     outcome: Outcome::Failed(
                         "the agent stopped before the run finished (crash or kill)".into(),
@@ -62,12 +106,9 @@ impl Scheduler {
             })
             .collect();
         if !interrupted.is_empty() {
-            self.ctx
-                .ledger
-                .call(move |l| l.append(interrupted))
-                .await??;
+            self.ctx.append(interrupted).await?;
         }
-        for c in self.collectors.iter().filter(|c| c.enabled) {
+        for c in plan.collectors.iter().filter(|c| c.enabled) {
             let id = c.id.clone();
             let last = self
                 .ctx
@@ -75,25 +116,56 @@ impl Scheduler {
                 .call(move |l| l.last_scheduled(&id))
                 .await??;
             if let Some(last) = last {
-                record_missed_between(&self.ctx, c, last, now, "the agent was not running").await?;
+                let why = "the agent was not running";
+                record_missed_between(&self.ctx, &plan, c, last, now, why).await?;
             }
         }
         Ok(())
     }
 
-    /// Run every enabled collector on the fire times after `from` (the instant up to which
-    /// [`Scheduler::record_missed`] accounted) until `shutdown` is cancelled, then wait for runs
-    /// in flight (which stop at `ctx.hard_stop`).
-    pub async fn run(self, from: DateTime<Utc>, shutdown: CancellationToken) {
+    /// Run every enabled collector of the current plan on its fire times after `from` (the
+    /// instant up to which [`Scheduler::record_missed`] accounted) until `shutdown` is
+    /// cancelled, then wait for runs in flight (which stop at `ctx.hard_stop`).
+    ///
+    /// Each collector has one loop. A new plan reaches the loops of the collectors it keeps,
+    /// which go on with their new settings; the loop of a collector it drops or disables
+    /// schedules nothing more, lets its run in flight finish and ends; a collector it adds
+    /// gets a loop from the moment of the reload. A collector never has two loops, so never
+    /// two runs at once, even when it is dropped and added back while its run is going.
+    pub async fn run(mut self, from: DateTime<Utc>, shutdown: CancellationToken) {
         let mut loops = JoinSet::new();
-        for c in self.collectors.iter().filter(|c| c.enabled) {
-            loops.spawn(collector_loop(
-                from,
-                c.clone(),
-                self.ctx.clone(),
-                self.permits.clone(),
-                shutdown.clone(),
-            ));
+        let mut looping: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut start = from;
+        let mut watching = true;
+        loop {
+            let plan = self.plan.borrow_and_update().clone();
+            for c in plan.collectors.iter().filter(|c| c.enabled) {
+                if !looping.values().any(|id| *id == c.id) {
+                    let task = loops.spawn(collector_loop(
+                        start,
+                        c.id.clone(),
+                        self.plan.clone(),
+                        self.ctx.clone(),
+                        shutdown.clone(),
+                    ));
+                    looping.insert(task.id(), c.id.clone());
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                changed = self.plan.changed(), if watching => watching = changed.is_ok(),
+                Some(joined) = loops.join_next_with_id() => {
+                    let task = match joined {
+                        Ok((task, ())) => task,
+                        Err(e) => {
+                            tracing::error!("a scheduling loop ended abnormally: {e}");
+                            e.id()
+                        }
+                    };
+                    looping.remove(&task);
+                }
+            }
+            start = Utc::now();
         }
         while let Some(joined) = loops.join_next().await {
             if let Err(e) = joined {
@@ -116,6 +188,7 @@ pub(crate) fn process_alive(pid: u32) -> bool {
 /// Record the fire times in `(after, until)` as missed; returns the last one recorded.
 async fn record_missed_between(
     ctx: &RunContext,
+    plan: &Plan,
     c: &CollectorConfig,
     after: DateTime<Utc>,
     until: DateTime<Utc>,
@@ -135,25 +208,26 @@ async fn record_missed_between(
         return Ok(None);
     };
     tracing::warn!(collector = %c.id, count, "runs missed ({why})");
+    let skipped = |at, reason| skipped_entry(plan, c, Trigger::Missed, at, reason);
     let batch: Vec<NewEntry> = if missed.len() > MISSED_ONE_BY_ONE {
         let reason = format!(
             "{count} runs missed from {} to {}: {why}",
             timestamp(first),
             timestamp(last)
         );
-        vec![skipped_entry(ctx, c, Trigger::Missed, last, reason)]
+        vec![skipped(last, reason)]
     } else {
         missed
             .into_iter()
-            .map(|at| skipped_entry(ctx, c, Trigger::Missed, at, format!("missed: {why}")))
+            .map(|at| skipped(at, format!("missed: {why}")))
             .collect()
     };
-    ctx.ledger.call(move |l| l.append(batch)).await??;
+    ctx.append(batch).await?;
     Ok(Some(last))
 }
 
 fn skipped_entry(
-    ctx: &RunContext,
+    plan: &Plan,
     c: &CollectorConfig,
     trigger: Trigger,
     at: DateTime<Utc>,
@@ -167,44 +241,69 @@ fn skipped_entry(
         scheduled_for: at,
         started_at: now,
         finished_at: now,
-        config_sha256: ctx.config_sha256,
+        config_sha256: plan.settings.config_sha256,
         schedule: Some(c.schedule.source().to_owned()),
         outcome: Outcome::Skipped(reason),
     }
 }
 
+/// Schedule collector `id` on the fire times after `from` for as long as the plan has it
+/// enabled, then let its run in flight finish.
 async fn collector_loop(
     from: DateTime<Utc>,
-    c: Arc<CollectorConfig>,
+    id: String,
+    mut plan_rx: watch::Receiver<Arc<Plan>>,
     ctx: Arc<RunContext>,
-    permits: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) {
     let mut runs: JoinSet<()> = JoinSet::new();
     // The scheduled time of the run in flight, if any.
     let in_flight: Arc<std::sync::Mutex<Option<DateTime<Utc>>>> = Arc::default();
-    let mut next = c.schedule.next_after(from);
-    while let Some(fire) = next {
+    // Every fire time up to `accounted` has been run, skipped or recorded as missed.
+    let mut accounted = from;
+    let mut schedule: Option<String> = None;
+    let mut watching = true;
+    loop {
+        let plan = plan_rx.borrow_and_update().clone();
+        let Some(c) = plan.enabled(&id).cloned() else {
+            break;
+        };
+        // A new schedule starts from now: its fire times before the reload were never due.
+        if schedule
+            .as_deref()
+            .is_some_and(|s| s != c.schedule.source())
+        {
+            accounted = accounted.max(Utc::now());
+        }
+        schedule = Some(c.schedule.source().to_owned());
+        let now = Utc::now();
+        let due = c.schedule.next_after(accounted).filter(|fire| *fire <= now);
+        let Some(fire) = due else {
+            // Not due yet, or never again under this schedule: sleep until it is (re-reading
+            // the clock now and then), a run ends, or a new plan arrives.
+            let wait = c
+                .schedule
+                .next_after(accounted)
+                .map(|fire| (fire - now).to_std().unwrap_or_default().min(MAX_SLEEP));
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(wait.unwrap_or(MAX_SLEEP)) => {}
+                changed = plan_rx.changed(), if watching => watching = changed.is_ok(),
+                Some(_) = runs.join_next(), if !runs.is_empty() => {}
+            }
+            continue;
+        };
         if shutdown.is_cancelled() {
             break;
         }
-        let now = Utc::now();
-        if now < fire {
-            let wait = (fire - now).to_std().unwrap_or_default().min(MAX_SLEEP);
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(wait) => continue,
-                Some(_) = runs.join_next(), if !runs.is_empty() => continue,
-            }
-        }
         // Fire times that passed while this loop was not looking are missed, not silently lost.
-        next = c.schedule.next_after(fire);
-        if next.is_some_and(|n| n < now) {
+        accounted = fire;
+        if c.schedule.next_after(fire).is_some_and(|n| n < now) {
             let why =
                 "the agent could not start it on time (suspended, overloaded, or the clock jumped)";
-            match record_missed_between(&ctx, &c, fire, now, why).await {
-                // Continue after the last fire time accounted for, so none is counted twice.
-                Ok(last) => next = c.schedule.next_after(last.unwrap_or(fire)),
+            match record_missed_between(&ctx, &plan, &c, fire, now, why).await {
+                // Go on after the last fire time accounted for, so none is counted twice.
+                Ok(last) => accounted = last.unwrap_or(fire),
                 Err(e) => {
                     tracing::error!(collector = %c.id, "cannot record missed runs: {e:#}");
                     ctx.fatal.cancel();
@@ -218,30 +317,24 @@ async fn collector_loop(
                 "the previous run (scheduled for {}) was still running",
                 timestamp(running)
             );
-            let entry = skipped_entry(&ctx, &c, Trigger::Schedule, fire, reason);
-            let recorded = match ctx.ledger.call(move |l| l.append(vec![entry])).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = recorded {
-                tracing::error!(collector = %c.id, "cannot record a skipped run: {e}");
+            let entry = skipped_entry(&plan, &c, Trigger::Schedule, fire, reason);
+            if let Err(e) = ctx.append(vec![entry]).await {
+                tracing::error!(collector = %c.id, "cannot record a skipped run: {e:#}");
                 ctx.fatal.cancel();
                 break;
             }
             continue;
         }
         *in_flight.lock().unwrap_or_else(|p| p.into_inner()) = Some(fire);
-        let (c2, ctx2, permits2, flag) =
-            (c.clone(), ctx.clone(), permits.clone(), in_flight.clone());
+        let (ctx2, flag) = (ctx.clone(), in_flight.clone());
         runs.spawn(async move {
             // Waiting for a permit still counts as running: the next fire time is skipped.
             let permit = tokio::select! {
-                p = permits2.acquire_owned() => p.ok(),
+                p = plan.permits.clone().acquire_owned() => p.ok(),
                 () = ctx2.hard_stop.cancelled() => None,
             };
             // An error was logged and has stopped the daemon (ctx.fatal).
-            let _ = run_once(&ctx2, &c2, Trigger::Schedule, fire).await;
+            let _ = run_once(&ctx2, plan.settings, &c, Trigger::Schedule, fire).await;
             drop(permit);
             *flag.lock().unwrap_or_else(|p| p.into_inner()) = None;
         });

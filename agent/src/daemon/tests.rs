@@ -1,8 +1,9 @@
 //! Scheduler and runner behaviour on a real ledger file, with test collectors whose progress the
 //! test controls (a gate), so that no assertion depends on how fast the machine is.
 
-use super::runner::{run_once, RunContext};
-use super::scheduler::{Scheduler, MISSED_ONE_BY_ONE};
+use super::metrics::Metrics;
+use super::runner::{run_once, RunContext, RunSettings};
+use super::scheduler::{Plan, Scheduler, MISSED_ONE_BY_ONE};
 use super::LedgerHandle;
 use crate::config::CollectorConfig;
 use crate::ledger::{Ledger, NewEntry, Outcome};
@@ -13,7 +14,7 @@ use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use collectors::{CollectContext, CollectError, Collector, Content, Snapshot};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// Waits for the gate to open, then returns a tiny snapshot; or panics / fails on request.
@@ -46,19 +47,60 @@ impl Collector for Gated {
 }
 
 fn collector(id: &str, schedule: &str, timeout: Duration, c: Gated) -> Arc<CollectorConfig> {
+    collector_of(id, schedule, timeout, Arc::new(c))
+}
+
+fn collector_of(
+    id: &str,
+    schedule: &str,
+    timeout: Duration,
+    collector: Arc<dyn Collector>,
+) -> Arc<CollectorConfig> {
     Arc::new(CollectorConfig {
         id: id.into(),
-        kind: "gated".into(),
+        kind: collector.kind().into(),
         schedule: Schedule::parse(schedule).unwrap(),
         timeout,
         enabled: true,
-        collector: Arc::new(c),
+        collector,
     })
+}
+
+/// Returns an empty snapshot at once.
+#[derive(Debug)]
+struct Quick;
+
+#[async_trait::async_trait]
+impl Collector for Quick {
+    fn kind(&self) -> &'static str {
+        "quick"
+    }
+    async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, CollectError> {
+        Ok(Snapshot {
+            content: Content::from_bytes(b"{\"items\":[]}".to_vec()),
+            media_type: collectors::MEDIA_TYPE_JSON,
+            item_count: 0,
+            cursor: None,
+            details: serde_json::Value::Null,
+        })
+    }
+}
+
+/// Poll the ledger (bounded: 20 s) until `done` holds for its statements.
+async fn wait_for(ctx: &RunContext, what: &str, done: impl Fn(&[statement::Statement]) -> bool) {
+    for _ in 0..400 {
+        if done(&statements(ctx).await) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}: {:#?}", statements(ctx).await);
 }
 
 struct Fixture {
     _dir: tempfile::TempDir,
     ctx: Arc<RunContext>,
+    settings: RunSettings,
     _thread: std::thread::JoinHandle<()>,
 }
 
@@ -80,27 +122,41 @@ fn fixture_with_disk_floor(min_free_disk: u64) -> Fixture {
         spool_dir: dir.path().join("spool"),
         redaction_salt: [0; 32],
         protected_paths: vec![dir.path().to_owned()],
-        config_sha256: [0; 32],
         hard_stop: CancellationToken::new(),
         fatal: CancellationToken::new(),
         data_dir: dir.path().to_owned(),
-        min_free_disk,
         appended: Arc::new(tokio::sync::Notify::new()),
+        metrics: Arc::new(Metrics::default()),
     });
     Fixture {
         _dir: dir,
         ctx,
+        settings: RunSettings {
+            config_sha256: [0; 32],
+            min_free_disk,
+        },
         _thread: thread,
     }
 }
 
+/// A scheduler of `collectors` over the fixture's ledger, with `permits` concurrent runs, and
+/// the sender that reloads it.
+fn scheduler_of(
+    f: &Fixture,
+    collectors: Vec<Arc<CollectorConfig>>,
+    permits: usize,
+) -> (Scheduler, watch::Sender<Arc<Plan>>) {
+    let (tx, rx) = watch::channel(Arc::new(Plan::with(collectors, f.settings, permits)));
+    let s = Scheduler {
+        ctx: f.ctx.clone(),
+        plan: rx,
+    };
+    (s, tx)
+}
+
 /// A scheduler of one collector over the fixture's ledger, with `permits` concurrent runs.
 fn scheduler(f: &Fixture, c: Arc<CollectorConfig>, permits: usize) -> Scheduler {
-    Scheduler {
-        collectors: vec![c],
-        ctx: f.ctx.clone(),
-        permits: Arc::new(Semaphore::new(permits)),
-    }
+    scheduler_of(f, vec![c], permits).0
 }
 
 async fn statements(ctx: &RunContext) -> Vec<statement::Statement> {
@@ -229,7 +285,7 @@ async fn a_run_over_its_timeout_is_a_failed_entry() {
         Duration::from_millis(50),
         Gated::default(),
     );
-    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now())
+    let r = run_once(&f.ctx, f.settings, &c, Trigger::Manual, Utc::now())
         .await
         .unwrap();
     assert_eq!(r.status, "failed");
@@ -245,7 +301,7 @@ async fn below_the_disk_floor_runs_are_failed_entries_and_the_collector_is_not_c
     let gated = Gated::default();
     let started = gated.started.clone();
     let c = collector("paused", "@daily", Duration::from_secs(30), gated);
-    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now())
+    let r = run_once(&f.ctx, f.settings, &c, Trigger::Manual, Utc::now())
         .await
         .unwrap();
     assert_eq!(r.status, "failed");
@@ -273,7 +329,7 @@ async fn a_panicking_collector_is_a_failed_entry() {
     let gate = gated.gate.clone();
     gate.notify_one();
     let c = collector("buggy", "@daily", Duration::from_secs(30), gated);
-    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now())
+    let r = run_once(&f.ctx, f.settings, &c, Trigger::Manual, Utc::now())
         .await
         .unwrap();
     assert_eq!(r.status, "failed");
@@ -287,11 +343,7 @@ async fn a_fire_time_during_a_run_is_skipped_and_shutdown_records_the_unfinished
     let started = gated.started.clone();
     // Every second; the first run blocks on its gate until the end of the test.
     let c = collector("busy", "* * * * * *", Duration::from_secs(600), gated);
-    let s = Scheduler {
-        collectors: vec![c],
-        ctx: f.ctx.clone(),
-        permits: Arc::new(Semaphore::new(2)),
-    };
+    let s = scheduler(&f, c, 2);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(s.run(Utc::now(), shutdown.clone()));
     started.notified().await;
@@ -392,7 +444,7 @@ async fn a_completed_run_leaves_nothing_pending() {
     let gated = Gated::default();
     gated.gate.notify_one();
     let c = collector("quick", "@daily", Duration::from_secs(30), gated);
-    let r = run_once(&f.ctx, &c, Trigger::Manual, Utc::now())
+    let r = run_once(&f.ctx, f.settings, &c, Trigger::Manual, Utc::now())
         .await
         .unwrap();
     assert_eq!(r.status, "ok");
@@ -404,4 +456,74 @@ async fn a_completed_run_leaves_nothing_pending() {
         .unwrap()
         .unwrap()
         .is_empty());
+}
+
+#[tokio::test]
+async fn a_new_plan_starts_added_collectors_and_retires_dropped_ones_without_overlapping_runs() {
+    let f = fixture();
+    let gated = Gated::default();
+    let (gate, started) = (gated.gate.clone(), gated.started.clone());
+    let slow = collector("slow", "* * * * * *", Duration::from_secs(600), gated);
+    let quick = collector_of(
+        "quick",
+        "* * * * * *",
+        Duration::from_secs(5),
+        Arc::new(Quick),
+    );
+    let (s, plans) = scheduler_of(&f, vec![slow.clone()], 4);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(s.run(Utc::now(), shutdown.clone()));
+    started.notified().await;
+
+    // Reload: `slow` dropped while its run is going, `quick` added under a new configuration.
+    let reloaded = RunSettings {
+        config_sha256: [7; 32],
+        ..f.settings
+    };
+    let plan = |collectors| Arc::new(Plan::with(collectors, reloaded, 4));
+    plans.send_replace(plan(vec![quick.clone()]));
+    let of = |st: &[statement::Statement], id: &str| -> Vec<statement::Statement> {
+        st.iter()
+            .filter(|s| s.predicate.collector.id == id)
+            .cloned()
+            .collect()
+    };
+    wait_for(&f.ctx, "two runs of the added collector", |st| {
+        of(st, "quick").len() >= 2
+    })
+    .await;
+    // `slow` comes back while its first run still goes: no second run, no skip, until it ends.
+    plans.send_replace(plan(vec![quick.clone(), slow.clone()]));
+    wait_for(&f.ctx, "two more runs of quick", |st| {
+        of(st, "quick").len() >= 4
+    })
+    .await;
+    assert!(of(&statements(&f.ctx).await, "slow").is_empty());
+    gate.notify_one();
+    started.notified().await;
+    let st = statements(&f.ctx).await;
+    let slow_runs = of(&st, "slow");
+    assert_eq!(slow_runs.len(), 1, "{slow_runs:#?}");
+    assert_eq!(slow_runs[0].predicate.status, Status::Ok);
+    // The run started before the reload records the configuration it started under.
+    assert_eq!(slow_runs[0].predicate.config_sha256, hex::encode([0u8; 32]));
+    assert!(of(&st, "quick")
+        .iter()
+        .all(|s| s.predicate.config_sha256 == hex::encode([7u8; 32])));
+
+    // Dropped for good: its loop ends with its run, and nothing more of it is scheduled.
+    plans.send_replace(plan(vec![quick.clone()]));
+    gate.notify_one();
+    wait_for(&f.ctx, "the second run of slow", |st| {
+        of(st, "slow").len() == 2
+    })
+    .await;
+    let quick_before = of(&statements(&f.ctx).await, "quick").len();
+    wait_for(&f.ctx, "quick to go on", |st| {
+        of(st, "quick").len() >= quick_before + 2
+    })
+    .await;
+    assert_eq!(of(&statements(&f.ctx).await, "slow").len(), 2);
+    shutdown.cancel();
+    task.await.unwrap();
 }

@@ -23,6 +23,7 @@ use crate::tlog::tiles::{self, Tile};
 use crate::tlog::Hash;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -72,6 +73,18 @@ pub enum Outcome {
     Ok(collectors::Snapshot),
     Failed(String),
     Skipped(String),
+}
+
+impl Outcome {
+    /// The status the entry is recorded with.
+    pub fn status(&self) -> crate::statement::Status {
+        use crate::statement::Status;
+        match self {
+            Outcome::Ok(_) => Status::Ok,
+            Outcome::Failed(_) => Status::Failed,
+            Outcome::Skipped(_) => Status::Skipped,
+        }
+    }
 }
 
 /// One run to record.
@@ -500,6 +513,21 @@ impl Ledger {
             )?
             .query_row([collector_id], |r| r.get(0))?;
         text.map(|t| parse_time(&t)).transpose()
+    }
+
+    /// When each collector's last successful run finished, by collector id.
+    pub fn last_successes(&self) -> Result<BTreeMap<String, DateTime<Utc>>, LedgerError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT collector_id, MAX(finished_at) FROM entries WHERE status = 'ok'
+             GROUP BY collector_id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut last = BTreeMap::new();
+        for row in rows {
+            let (collector, finished_at) = row?;
+            last.insert(collector, parse_time(&finished_at)?);
+        }
+        Ok(last)
     }
 
     /// The last entry of each collector that has any, by collector id.
