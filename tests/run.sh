@@ -2,8 +2,12 @@
 # Runs every test of evidence-agent. On a fresh machine it first installs what the tests need
 # from the package registries: Python's `cryptography` (the independent verifier in the tests),
 # `moto[server]` (a local S3 API for the sync tests; it brings boto3, the tests' plain S3 client),
-# Debian's `chromium` (headless, to render the bundle's report.html) and Debian's
-# `systemd-journal-remote` (it writes the real journal files the journald collector tests read).
+# Debian's `chromium` (headless, to render the bundle's report.html), Debian's
+# `systemd-journal-remote` (it writes the real journal files the journald collector tests read),
+# Debian's `systemd` (systemd-analyze checks the unit) and `rpm` (reads the built .rpm back), and
+# the pinned cargo-deb and cargo-generate-rpm that packaging/build.sh runs. cargo install
+# compiles them once per machine: cargo-deb took 1.5 min on 2 cores, cargo-generate-rpm (which
+# brings an OpenPGP stack for signing) up to 30 min while other builds shared the cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,5 +42,35 @@ if [ ! -x /lib/systemd/systemd-journal-remote ] && [ ! -x /usr/lib/systemd/syste
   $sudo apt-get update
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd-journal-remote
 fi
+
+apt_install() {
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+  fi
+  $sudo apt-get update
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}
+
+if ! command -v systemd-analyze >/dev/null; then
+  echo "installing Debian's systemd for the unit checks (systemd-analyze)"
+  apt_install systemd
+fi
+
+if ! command -v rpm >/dev/null; then
+  echo "installing Debian's rpm to read the built .rpm back"
+  apt_install rpm
+fi
+
+# `cargo install` only when the pinned version is not the one installed.
+cargo_install() {
+  local crate=$1 version=$2 subcommand=$3
+  if ! cargo "$subcommand" --version 2>/dev/null | grep -qF "$version"; then
+    echo "installing $crate $version for packaging/build.sh"
+    cargo install --locked --version "$version" "$crate"
+  fi
+}
+cargo_install cargo-deb 3.8.0 deb
+cargo_install cargo-generate-rpm 0.21.1 generate-rpm
 
 cargo test --workspace --locked "$@"

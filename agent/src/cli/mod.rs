@@ -5,6 +5,7 @@
 //! no configuration file, so an auditor can inspect a copied data directory.
 
 mod bundle;
+mod generate;
 mod inspect;
 mod manage;
 
@@ -128,6 +129,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the man page or a shell completion script to stdout (packaging/build.sh).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        kind: generate::Kind,
+    },
 }
 
 /// Exit status of a command that ran but found a problem (verify failed, a run failed).
@@ -208,6 +215,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             manage::verify(&paths, vkeys, json)
         }
+        Command::Generate { kind } => generate::write(kind, &mut std::io::stdout().lock()),
     }
 }
 
