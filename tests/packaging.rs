@@ -22,10 +22,6 @@ const WANTS_LINK: &str = "/etc/systemd/system/multi-user.target.wants/evidence-a
 /// at the start, what is installed is a crashed run's and may be removed; if not, an
 /// installation found on the machine is someone's real one and is left alone.
 const MARKER: &str = "/var/tmp/evidence-agent-packaging-test";
-/// The log the packaged configuration's `auth-log` collector reads. A host without rsyslog
-/// (a container, a journald-only Debian) has none, and check-config rightly says so: the
-/// test then provides an empty one, noted in the marker and removed by the cleanup.
-const AUTH_LOG: &str = "/var/log/auth.log";
 
 /// The commands of the command-line contract (DESIGN.md §4).
 const COMMANDS: [&str; 12] = [
@@ -161,11 +157,6 @@ impl Installed {
         if db_entry("/etc/group", USER).is_some() {
             let _ = run("groupdel", &[USER]);
         }
-        let created_auth_log =
-            std::fs::read_to_string(MARKER).is_ok_and(|m| m.lines().any(|l| l == AUTH_LOG));
-        if created_auth_log && std::fs::metadata(AUTH_LOG).is_ok_and(|m| m.len() == 0) {
-            let _ = std::fs::remove_file(AUTH_LOG);
-        }
         let _ = std::fs::remove_file(MARKER);
     }
 }
@@ -231,16 +222,8 @@ fn deb_installs_removes_purges_and_keeps_the_evidence_and_rpm_lists_its_files() 
          test; this looks like a real installation",
         found.join(", ")
     );
-    let mut marker = String::from("evidence-agent packaging test\n");
-    if !Path::new(AUTH_LOG).exists() {
-        marker.push_str(AUTH_LOG);
-        marker.push('\n');
-    }
-    std::fs::write(MARKER, &marker).unwrap();
+    std::fs::write(MARKER, "evidence-agent packaging test\n").unwrap();
     let _installed = Installed;
-    if marker.contains(AUTH_LOG) {
-        std::fs::write(AUTH_LOG, "").unwrap();
-    }
 
     let dir = tempfile::tempdir().unwrap();
     let (deb, rpm) = build_packages(dir.path());

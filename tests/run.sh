@@ -23,26 +23,6 @@ if ! python3 -c 'import moto.server, boto3' 2>/dev/null; then
     || python3 -m pip install --quiet --break-system-packages 'moto[server]==5.2.1'
 fi
 
-if [ ! -x /usr/bin/chromium ]; then
-  echo "installing Debian's chromium for the report.html rendering test"
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    sudo="sudo"
-  fi
-  $sudo apt-get update
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
-fi
-
-if [ ! -x /lib/systemd/systemd-journal-remote ] && [ ! -x /usr/lib/systemd/systemd-journal-remote ]; then
-  echo "installing Debian's systemd-journal-remote for the journald collector tests"
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    sudo="sudo"
-  fi
-  $sudo apt-get update
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd-journal-remote
-fi
-
 apt_install() {
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then
@@ -52,14 +32,18 @@ apt_install() {
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
 }
 
-if ! command -v systemd-analyze >/dev/null; then
-  echo "installing Debian's systemd for the unit checks (systemd-analyze)"
-  apt_install systemd
-fi
-
-if ! command -v rpm >/dev/null; then
-  echo "installing Debian's rpm to read the built .rpm back"
-  apt_install rpm
+# Debian packages, missing ones installed in one go: chromium renders report.html,
+# systemd-journal-remote writes the journal files the journald tests read, systemd brings
+# systemd-analyze for the unit checks, rpm reads the built .rpm back.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] \
+  || missing+=(systemd-journal-remote)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v rpm >/dev/null || missing+=(rpm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian's ${missing[*]} for the tests"
+  apt_install "${missing[@]}"
 fi
 
 # `cargo install` only when the pinned version is not the one installed.

@@ -527,7 +527,8 @@ mod packaged {
             [
                 ("accounts", "linux_accounts", "@daily", true),
                 ("backup-config", "files", "0 * * * *", true),
-                ("auth-log", "log_file", "*/15 * * * *", true),
+                ("journal", "journald", "*/15 * * * *", true),
+                ("auth-log", "log_file", "*/15 * * * *", false),
                 ("timers", "command", "30 2 * * *", true),
             ]
         );
@@ -536,7 +537,7 @@ mod packaged {
             .iter()
             .map(|c| c.timeout.as_secs())
             .collect();
-        assert_eq!(timeouts, [300, 300, 300, 60]);
+        assert_eq!(timeouts, [300, 300, 300, 300, 60]);
     }
 
     #[test]
