@@ -36,13 +36,17 @@ impl Collector for Gated {
         if self.panic {
             panic!("collector bug");
         }
-        Ok(Snapshot {
-            content: Content::from_bytes(b"{\"items\":[]}".to_vec()),
-            media_type: collectors::MEDIA_TYPE_JSON,
-            item_count: 0,
-            cursor: None,
-            details: serde_json::Value::Null,
-        })
+        Ok(empty_snapshot())
+    }
+}
+
+fn empty_snapshot() -> Snapshot {
+    Snapshot {
+        content: Content::from_bytes(b"{\"items\":[]}".to_vec()),
+        media_type: collectors::MEDIA_TYPE_JSON,
+        item_count: 0,
+        cursor: None,
+        details: serde_json::Value::Null,
     }
 }
 
@@ -76,13 +80,7 @@ impl Collector for Quick {
         "quick"
     }
     async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, CollectError> {
-        Ok(Snapshot {
-            content: Content::from_bytes(b"{\"items\":[]}".to_vec()),
-            media_type: collectors::MEDIA_TYPE_JSON,
-            item_count: 0,
-            cursor: None,
-            details: serde_json::Value::Null,
-        })
+        Ok(empty_snapshot())
     }
 }
 
