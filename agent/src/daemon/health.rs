@@ -9,11 +9,11 @@
 use super::metrics::{self, LedgerGauges, SyncGauges};
 use super::runner::RunContext;
 use super::scheduler::Plan;
+use crate::ledger::{Ledger, LedgerError};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -45,72 +45,69 @@ pub async fn serve(listener: tokio::net::TcpListener, health: Health, shutdown: 
     }
 }
 
-async fn healthz(State(health): State<Health>) -> impl IntoResponse {
+async fn healthz(State(health): State<Health>) -> axum::response::Response {
     if health.ctx.fatal.is_cancelled() {
-        let why = "unhealthy: the ledger could not record a run; the agent is stopping\n";
-        return (StatusCode::SERVICE_UNAVAILABLE, why);
+        return unavailable(
+            "unhealthy: the ledger could not record a run; the agent is stopping".into(),
+        );
     }
     let answered = tokio::time::timeout(LEDGER_ANSWER, health.ctx.ledger.call(|_| ())).await;
     match answered {
-        Ok(Ok(())) => (StatusCode::OK, "ok\n"),
-        Ok(Err(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unhealthy: the ledger thread has stopped\n",
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unhealthy: the ledger thread did not answer within 5 s\n",
-        ),
+        Ok(Ok(())) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(Err(e)) => unavailable(format!("unhealthy: {e}")),
+        Err(_) => unavailable(format!("unhealthy: {}", not_answering())),
     }
 }
 
 async fn metrics_page(State(health): State<Health>) -> impl IntoResponse {
     let location = health.sync_location.clone();
-    let read = health.ctx.ledger.call(move |l| -> anyhow::Result<_> {
-        let path = l.path();
-        let ledger_bytes = file_size(path) + file_size(&wal_path(path));
-        let Some(location) = location else {
-            return Ok(LedgerGauges {
-                ledger_bytes,
-                sync: None,
-            });
-        };
-        let backlog = l.size()?.saturating_sub(l.synced_size(&location)?);
-        let status = l.sync_status(&location)?;
-        let sync = SyncGauges {
-            backlog_entries: backlog,
-            last_success_at: parse_time(status.last_success_at.as_deref()),
-            last_error_at: parse_time(status.last_error_at.as_deref()),
-        };
-        Ok(LedgerGauges {
-            ledger_bytes,
-            sync: Some(sync),
-        })
+    let read = health.ctx.ledger.call(move |l| {
+        ledger_gauges(l, location.as_deref())
+            .map_err(|e| format!("cannot read the ledger {}: {e}", l.path().display()))
     });
     let gauges = match tokio::time::timeout(LEDGER_ANSWER, read).await {
         Ok(Ok(Ok(gauges))) => gauges,
-        Ok(Ok(Err(e))) => return unavailable(format!("cannot read the ledger: {e:#}")),
-        Ok(Err(e)) => return unavailable(format!("cannot read the ledger: {e}")),
-        Err(_) => return unavailable("the ledger thread did not answer within 5 s".into()),
+        Ok(Ok(Err(e))) => return unavailable(e),
+        Ok(Err(e)) => return unavailable(e.to_string()),
+        Err(_) => return unavailable(not_answering()),
     };
     let collectors: Vec<String> = health
         .plan
         .borrow()
-        .collectors
-        .iter()
-        .filter(|c| c.enabled)
+        .enabled()
         .map(|c| c.id.clone())
         .collect();
     let page = metrics::render(&health.ctx.metrics.counts(), &gauges, &collectors);
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        page,
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], page).into_response()
+}
+
+/// What the ledger says now: its files' size and, with sync on, the backlog and last outcome.
+fn ledger_gauges(l: &Ledger, location: Option<&str>) -> Result<LedgerGauges, LedgerError> {
+    let ledger_bytes = l.file_bytes();
+    let Some(location) = location else {
+        return Ok(LedgerGauges {
+            ledger_bytes,
+            sync: None,
+        });
+    };
+    let status = l.sync_status(location)?;
+    let sync = SyncGauges {
+        backlog_entries: l.size()?.saturating_sub(l.synced_size(location)?),
+        last_success_at: parse_time(status.last_success_at.as_deref()),
+        last_error_at: parse_time(status.last_error_at.as_deref()),
+    };
+    Ok(LedgerGauges {
+        ledger_bytes,
+        sync: Some(sync),
+    })
+}
+
+fn not_answering() -> String {
+    format!(
+        "the ledger thread did not answer within {} s",
+        LEDGER_ANSWER.as_secs()
     )
-        .into_response()
 }
 
 fn unavailable(why: String) -> axum::response::Response {
@@ -120,14 +117,4 @@ fn unavailable(why: String) -> axum::response::Response {
 fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
     text.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
-}
-
-fn wal_path(ledger: &std::path::Path) -> PathBuf {
-    let mut name = ledger.as_os_str().to_owned();
-    name.push("-wal");
-    PathBuf::from(name)
-}
-
-fn file_size(path: &std::path::Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }

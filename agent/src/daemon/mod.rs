@@ -145,9 +145,7 @@ pub async fn run(
     loader: ConfigLoader,
     notifier: Notifier,
 ) -> anyhow::Result<()> {
-    for problem in config.check_environment() {
-        tracing::warn!("{problem}");
-    }
+    warn_about_environment(&config).await;
     // Bound before anything is opened, so that a taken port fails the start cleanly.
     let listener = match config.metrics_listen {
         Some(address) => Some(
@@ -167,7 +165,11 @@ pub async fn run(
         }
         None => (None, None),
     };
-    let mut signals = Signals::install()?;
+    // SIGHUP's default action is to end the process: from here on it waits to be handled.
+    // SIGTERM and SIGINT keep theirs until start-up is done, so a stop during a slow start
+    // (anchoring with S3, accounting for missed runs) ends the process at once; every append is
+    // one transaction, so nothing committed is lost.
+    let hangup = Signals::hangup()?;
     let agent = Agent::start(config, signer).await?;
     if let Some(syncer) = &syncer {
         if let Err(e) = anchor_at_start(syncer).await {
@@ -185,7 +187,7 @@ pub async fn run(
         .record_missed(now)
         .await
         .context("record runs missed while the agent was down")?;
-    let enabled = agent.config.collectors.iter().filter(|c| c.enabled).count();
+    let enabled = plan_rx.borrow().enabled().count();
     tracing::info!(
         host = %agent.config.host_id,
         collectors = enabled,
@@ -221,6 +223,7 @@ pub async fn run(
             let _ = refused_tx.send(stopped).await;
         });
     }
+    let mut signals = Signals::install(hangup)?;
     let notifier = Arc::new(notifier);
     notifier.notify("READY=1");
     tokio::spawn(keep_alive(
@@ -286,11 +289,11 @@ pub async fn run(
 /// returned configuration is the one to run from now on.
 async fn reload(loader: &ConfigLoader, running: &Config) -> Result<Config, String> {
     let loader = loader.clone();
+    let path = running.path.display().to_string();
     let loaded = tokio::task::spawn_blocking(move || loader())
         .await
-        .map_err(|e| format!("the configuration could not be read: {e}"))?;
-    let config =
-        loaded.map_err(|errors| format!("{} is invalid:\n{errors}", running.path.display()))?;
+        .map_err(|e| format!("reading {path} stopped: {e}"))?;
+    let config = loaded.map_err(|errors| format!("{path} is invalid:\n{errors}"))?;
     let fixed = [
         ("host_id", config.host_id != running.host_id),
         ("data_dir", config.data_dir != running.data_dir),
@@ -304,14 +307,11 @@ async fn reload(loader: &ConfigLoader, running: &Config) -> Result<Config, Strin
     let changed: Vec<&str> = fixed.iter().filter(|(_, c)| *c).map(|(k, _)| *k).collect();
     if !changed.is_empty() {
         return Err(format!(
-            "{} changes {}, which only a restart applies (systemctl restart evidence-agent)",
-            config.path.display(),
+            "{path} changes {}, which only a restart applies (systemctl restart evidence-agent)",
             changed.join(", ")
         ));
     }
-    for problem in config.check_environment() {
-        tracing::warn!("{problem}");
-    }
+    warn_about_environment(&config).await;
     crate::logging::apply_config_filter(&config.log_filter);
     let ids = |c: &Config| -> Vec<String> {
         let enabled = c.collectors.iter().filter(|c| c.enabled);
@@ -321,7 +321,7 @@ async fn reload(loader: &ConfigLoader, running: &Config) -> Result<Config, Strin
     let added: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
     let removed: Vec<&String> = before.iter().filter(|id| !after.contains(id)).collect();
     tracing::info!(
-        config = %config.path.display(),
+        config = %path,
         config_sha256 = %hex::encode(config.sha256),
         collectors = after.len(),
         ?added,
@@ -329,6 +329,17 @@ async fn reload(loader: &ConfigLoader, running: &Config) -> Result<Config, Strin
         "configuration reloaded"
     );
     Ok(config)
+}
+
+/// Log what the collectors find missing on this host (paths, programs), as warnings: the
+/// checks read the file system, so they run on the blocking pool.
+async fn warn_about_environment(config: &Config) {
+    let config = config.clone();
+    let checked = tokio::task::spawn_blocking(move || config.check_environment()).await;
+    match checked {
+        Ok(problems) => problems.iter().for_each(|p| tracing::warn!("{p}")),
+        Err(e) => tracing::warn!("the collectors' checks of this host stopped: {e}"),
+    }
 }
 
 /// Tell the service manager every so often that the agent is alive — only if the ledger thread
@@ -350,12 +361,7 @@ async fn keep_alive(
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let collectors = plan
-            .borrow()
-            .collectors
-            .iter()
-            .filter(|c| c.enabled)
-            .count();
+        let collectors = plan.borrow().enabled().count();
         notifier.status(&ctx.metrics.counts().status_line(collectors));
         let Some(within) = watchdog else { continue };
         match tokio::time::timeout(within, ctx.ledger.call(|_| ())).await {
@@ -399,8 +405,7 @@ pub async fn anchor_at_start(syncer: &sync::Syncer) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The signals the daemon acts on. Installed before the ledger opens, so that a SIGHUP during
-/// start-up is not fatal (its default action) and waits to be handled.
+/// The signals the daemon acts on.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -413,12 +418,17 @@ enum Signal {
 }
 
 impl Signals {
-    fn install() -> anyhow::Result<Signals> {
+    fn hangup() -> anyhow::Result<tokio::signal::unix::Signal> {
+        use tokio::signal::unix::{signal, SignalKind};
+        signal(SignalKind::hangup()).context("install SIGHUP handler")
+    }
+
+    fn install(hup: tokio::signal::unix::Signal) -> anyhow::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("install SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("install SIGINT handler")?,
-            hup: signal(SignalKind::hangup()).context("install SIGHUP handler")?,
+            hup,
         })
     }
 

@@ -56,11 +56,18 @@ impl Notifier {
 
     /// Send `state`, newline-separated `KEY=VALUE` assignments, without waiting. A failure is
     /// logged and otherwise ignored: the agent's work does not depend on the service manager
-    /// hearing it.
+    /// hearing it. A lost state change (READY, RELOADING, STOPPING) leaves the unit waiting for
+    /// its timeout, so that is a warning; a lost keep-alive or status line is not.
     pub fn notify(&self, state: &str) {
-        if let Some((socket, address)) = &self.target {
-            if let Err(e) = socket.send_to_addr(state.as_bytes(), address) {
-                tracing::debug!("cannot notify the service manager ({state:?}): {e}");
+        let Some((socket, address)) = &self.target else {
+            return;
+        };
+        if let Err(e) = socket.send_to_addr(state.as_bytes(), address) {
+            let (socket, first) = (address_name(address), state.lines().next().unwrap_or(""));
+            if state.starts_with("WATCHDOG=") || state.starts_with("STATUS=") {
+                tracing::debug!("cannot send {first} to NOTIFY_SOCKET {socket}: {e}");
+            } else {
+                tracing::warn!("cannot send {first} to NOTIFY_SOCKET {socket}: {e}");
             }
         }
     }
@@ -70,7 +77,8 @@ impl Notifier {
         self.notify(&format!("STATUS={}", line.replace('\n', " ")));
     }
 
-    /// `RELOADING=1` with the monotonic time that Type=notify-reload services must give.
+    /// `RELOADING=1`, with the monotonic time that a `Type=notify-reload` unit (systemd 253 and
+    /// later) requires; under the packaged `Type=notify` unit it only shows as "reloading".
     pub fn reloading(&self) {
         let mut now = libc::timespec {
             tv_sec: 0,
@@ -80,6 +88,15 @@ impl Notifier {
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
         let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000;
         self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+    }
+}
+
+fn address_name(address: &SocketAddr) -> String {
+    use std::os::linux::net::SocketAddrExt;
+    match (address.as_pathname(), address.as_abstract_name()) {
+        (Some(path), _) => path.display().to_string(),
+        (None, Some(name)) => format!("@{}", String::from_utf8_lossy(name)),
+        (None, None) => "(unnamed)".into(),
     }
 }
 

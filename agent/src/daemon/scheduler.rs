@@ -60,9 +60,14 @@ impl Plan {
         }
     }
 
+    /// The collectors that are scheduled (enabled), in the file's order.
+    pub fn enabled(&self) -> impl Iterator<Item = &Arc<CollectorConfig>> {
+        self.collectors.iter().filter(|c| c.enabled)
+    }
+
     /// The enabled collector with this id.
-    fn enabled(&self, id: &str) -> Option<&Arc<CollectorConfig>> {
-        self.collectors.iter().find(|c| c.enabled && c.id == id)
+    fn enabled_by_id(&self, id: &str) -> Option<&Arc<CollectorConfig>> {
+        self.enabled().find(|c| c.id == id)
     }
 }
 
@@ -108,7 +113,7 @@ impl Scheduler {
         if !interrupted.is_empty() {
             self.ctx.append(interrupted).await?;
         }
-        for c in plan.collectors.iter().filter(|c| c.enabled) {
+        for c in plan.enabled() {
             let id = c.id.clone();
             let last = self
                 .ctx
@@ -129,20 +134,23 @@ impl Scheduler {
     ///
     /// Each collector has one loop. A new plan reaches the loops of the collectors it keeps,
     /// which go on with their new settings; the loop of a collector it drops or disables
-    /// schedules nothing more, lets its run in flight finish and ends; a collector it adds
-    /// gets a loop from the moment of the reload. A collector never has two loops, so never
-    /// two runs at once, even when it is dropped and added back while its run is going.
+    /// schedules nothing more, lets its run in flight finish and ends (if the collector comes
+    /// back meanwhile, the same loop takes it up again from then); a collector it adds gets a
+    /// loop from the moment the plan arrived. A collector never has two loops, so never two
+    /// runs at once.
     pub async fn run(mut self, from: DateTime<Utc>, shutdown: CancellationToken) {
         let mut loops = JoinSet::new();
         let mut looping: HashMap<tokio::task::Id, String> = HashMap::new();
-        let mut start = from;
+        // When the newest plan arrived: a collector it has and that has no loop is owed every
+        // fire time since then.
+        let mut plan_since = from;
         let mut watching = true;
         loop {
             let plan = self.plan.borrow_and_update().clone();
-            for c in plan.collectors.iter().filter(|c| c.enabled) {
+            for c in plan.enabled() {
                 if !looping.values().any(|id| *id == c.id) {
                     let task = loops.spawn(collector_loop(
-                        start,
+                        plan_since,
                         c.id.clone(),
                         self.plan.clone(),
                         self.ctx.clone(),
@@ -153,19 +161,24 @@ impl Scheduler {
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                changed = self.plan.changed(), if watching => watching = changed.is_ok(),
+                changed = self.plan.changed(), if watching => {
+                    watching = changed.is_ok();
+                    plan_since = Utc::now();
+                }
                 Some(joined) = loops.join_next_with_id() => {
                     let task = match joined {
                         Ok((task, ())) => task,
                         Err(e) => {
+                            // A bug: the loop is started again from now; what it had not
+                            // accounted for shows as a gap.
                             tracing::error!("a scheduling loop ended abnormally: {e}");
+                            plan_since = plan_since.max(Utc::now());
                             e.id()
                         }
                     };
                     looping.remove(&task);
                 }
             }
-            start = Utc::now();
         }
         while let Some(joined) = loops.join_next().await {
             if let Err(e) = joined {
@@ -263,11 +276,26 @@ async fn collector_loop(
     let mut accounted = from;
     let mut schedule: Option<String> = None;
     let mut watching = true;
+    // Set while the plan does not have the collector: its loop only waits for its run.
+    let mut dropped = false;
     loop {
         let plan = plan_rx.borrow_and_update().clone();
-        let Some(c) = plan.enabled(&id).cloned() else {
-            break;
+        let Some(c) = plan.enabled_by_id(&id).cloned() else {
+            if runs.is_empty() {
+                break;
+            }
+            dropped = true;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                changed = plan_rx.changed(), if watching => watching = changed.is_ok(),
+                Some(_) = runs.join_next() => {}
+            }
+            continue;
         };
+        // Fire times while the collector was not in the plan were never due.
+        if std::mem::take(&mut dropped) {
+            accounted = accounted.max(Utc::now());
+        }
         // A new schedule starts from now: its fire times before the reload were never due.
         if schedule
             .as_deref()

@@ -236,6 +236,14 @@ impl Ledger {
         Ok(())
     }
 
+    /// Bytes of the ledger's files on disk: the database and its write-ahead log.
+    pub fn file_bytes(&self) -> u64 {
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let mut wal = self.path().as_os_str().to_owned();
+        wal.push("-wal");
+        size(self.path()) + size(Path::new(&wal))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
