@@ -8,7 +8,7 @@ use std::io::{BufRead, Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long any awaited event may take before the test fails (not a speed assertion).
@@ -27,25 +27,37 @@ fn config(data: &Path, collectors: &[&str], extra: &str) -> String {
     text
 }
 
-/// The agent, its stderr lines and the datagrams it sends to its notify socket, both read as
-/// they come (an unread socket would fill and the agent drop what it sends).
+/// What the agent says: a line on stderr or a datagram on its notify socket.
+enum Event {
+    Line(String),
+    Note(String),
+}
+
+/// The agent, with its stderr lines and notify datagrams read as they come by two threads (an
+/// unread socket would fill and the agent drop what it sends) and handed over as events, so
+/// the test waits for what it expects rather than for time to pass.
 struct Daemon {
     child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
-    notes: Arc<Mutex<Vec<String>>>,
+    events: mpsc::Receiver<Event>,
+    /// Every stderr line so far.
+    lines: Vec<String>,
+    /// Notifications not yet taken by [`Daemon::notified`].
+    notes: Vec<String>,
 }
 
 impl Daemon {
     fn start(dir: &Path, config: &Path) -> Daemon {
         let socket = dir.join("notify.sock");
         let notify = UnixDatagram::bind(&socket).unwrap();
-        let notes = Arc::new(Mutex::new(Vec::new()));
-        let received = notes.clone();
+        let (tx, events) = mpsc::channel();
+        let notes = tx.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = notify.recv(&mut buf) {
                 let note = String::from_utf8_lossy(&buf[..n]).into_owned();
-                received.lock().unwrap().push(note);
+                if notes.send(Event::Note(note)).is_err() {
+                    break;
+                }
             }
         });
         let mut child = Command::new(env!("CARGO_BIN_EXE_evidence-agent"))
@@ -59,59 +71,84 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (pipe, lines) = (child.stderr.take().unwrap(), stderr.clone());
+        let pipe = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
-                lines.lock().unwrap().push(line);
+                if tx.send(Event::Line(line)).is_err() {
+                    break;
+                }
             }
         });
         Daemon {
             child,
-            stderr,
-            notes,
+            events,
+            lines: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Take in events until `found` returns something; failing after [`PATIENCE`].
+    fn until<T>(&mut self, what: &str, mut found: impl FnMut(&mut Daemon) -> Option<T>) -> T {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(it) = found(self) {
+                return it;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Event::Line(line)) => self.lines.push(line),
+                Ok(Event::Note(note)) => self.notes.push(note),
+                Err(e) => panic!(
+                    "no {what} ({e}); notifications {:?}; stderr:\n{}",
+                    self.notes,
+                    self.stderr()
+                ),
+            }
         }
     }
 
     /// Wait until a notification satisfies `want` and take it (with those before it).
-    fn notified(&self, what: &str, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            {
-                let mut notes = self.notes.lock().unwrap();
-                if let Some(at) = notes.iter().position(|n| want(n)) {
-                    return notes.drain(..=at).next_back().unwrap_or_default();
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} notification; got {:?}; stderr:\n{}",
-                self.notes.lock().unwrap(),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
+    fn notified(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        self.until(&format!("{what} notification"), |d| {
+            let at = d.notes.iter().position(|n| want(n))?;
+            d.notes.drain(..=at).next_back()
+        })
     }
 
     /// Wait until a stderr line satisfies `want`; returns it.
-    fn logged(&self, what: &str, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(line) = self.stderr.lock().unwrap().iter().find(|l| want(l)) {
-                return line.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line {what}; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    fn logged(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        self.until(&format!("log line {what}"), |d| {
+            d.lines.iter().find(|l| want(l)).cloned()
+        })
+    }
+
+    /// Runs of `collector` recorded `ok` so far, by the agent's "run recorded" log lines.
+    fn ok_runs(&self, collector: &str) -> usize {
+        self.lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| {
+                v["message"] == "run recorded"
+                    && v["collector"] == collector
+                    && v["level"] == "INFO"
+            })
+            .count()
+    }
+
+    /// Wait until `collector` has `at_least` ok runs, then check the ledger holds them.
+    fn wait_for_runs(&mut self, data: &Path, collector: &str, at_least: usize) {
+        let what = format!("{at_least} ok runs of {collector}");
+        self.until(&what, |d| (d.ok_runs(collector) >= at_least).then_some(()));
+        let stored = entries(data, collector);
+        assert!(
+            stored >= at_least,
+            "the log says {at_least} runs of {collector}, the ledger has {stored}"
+        );
+    }
+
+    fn stderr(&self) -> String {
+        self.lines.join("\n")
     }
 
     fn signal(&self, signal: libc::c_int) {
@@ -130,29 +167,17 @@ impl Drop for Daemon {
 
 /// Entries per collector, read through a separate read-only connection.
 fn entries(data: &Path, collector: &str) -> usize {
-    let Ok(db) =
+    let db =
         Connection::open_with_flags(data.join("ledger.sqlite"), OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    db.query_row(
-        "SELECT COUNT(*) FROM entries WHERE collector_id = ?1 AND status = 'ok'",
-        [collector],
-        |r| r.get::<_, i64>(0),
-    )
-    .map_or(0, |n| usize::try_from(n).unwrap_or(0))
-}
-
-fn wait_for_entries(d: &Daemon, data: &Path, collector: &str, at_least: usize) {
-    let deadline = Instant::now() + PATIENCE;
-    while entries(data, collector) < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "{collector} has fewer than {at_least} ok entries; stderr:\n{}",
-            d.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM entries WHERE collector_id = ?1 AND status = 'ok'",
+            [collector],
+            |r| r.get(0),
+        )
+        .unwrap();
+    usize::try_from(n).unwrap()
 }
 
 /// One HTTP/1.0 GET on loopback: status code and body.
@@ -193,7 +218,7 @@ fn the_service_notifies_reloads_on_sighup_refuses_a_broken_file_serves_metrics_a
     let status = d.notified("STATUS", |n| n.starts_with("STATUS="));
     assert!(status.contains("1 collectors scheduled"), "{status}");
     d.notified("WATCHDOG", |n| n == "WATCHDOG=1");
-    wait_for_entries(&d, &data, "first", 2);
+    d.wait_for_runs(&data, "first", 2);
 
     // Every log line is a JSON object; the listener says where it is.
     let line = d.logged("naming the metrics address", |l| {
@@ -240,7 +265,7 @@ fn the_service_notifies_reloads_on_sighup_refuses_a_broken_file_serves_metrics_a
     d.logged("confirming the reload", |l| {
         l.contains("configuration reloaded") && l.contains("second")
     });
-    wait_for_entries(&d, &data, "second", 2);
+    d.wait_for_runs(&data, "second", 2);
 
     // SIGHUP with a broken file: refused, named at file:line:col, the running plan kept.
     write(
@@ -251,8 +276,8 @@ fn the_service_notifies_reloads_on_sighup_refuses_a_broken_file_serves_metrics_a
     let refused = d.logged("refusing the broken file", |l| l.contains("reload refused"));
     let at = format!("{}:18:1: `schedule_typo`: unknown field", path.display());
     assert!(refused.contains(&at), "{refused}");
-    let before = entries(&data, "second");
-    wait_for_entries(&d, &data, "second", before + 2);
+    let before = d.ok_runs("second");
+    d.wait_for_runs(&data, "second", before + 2);
 
     // A change only a restart applies is refused too.
     write(
@@ -264,20 +289,17 @@ fn the_service_notifies_reloads_on_sighup_refuses_a_broken_file_serves_metrics_a
         l.contains("reload refused") && l.contains("metrics_listen")
     });
     assert!(refused.contains("restart"), "{refused}");
-    let before = entries(&data, "second");
-    wait_for_entries(&d, &data, "second", before + 2);
+    let before = d.ok_runs("second");
+    d.wait_for_runs(&data, "second", before + 2);
 
     // SIGTERM: STOPPING, then exit 0 with the ledger verifying.
     d.signal(libc::SIGTERM);
     d.notified("STOPPING", |n| n == "STOPPING=1");
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = d.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running after SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    // Its last words come right before it exits.
+    d.logged("saying the ledger is committed", |l| {
+        l.contains("stopped; ledger committed")
+    });
+    let status = d.child.wait().unwrap();
     assert!(status.success(), "exit {status:?}; stderr:\n{}", d.stderr());
     let verify = Command::new(env!("CARGO_BIN_EXE_evidence-agent"))
         .arg("--data-dir")

@@ -84,15 +84,18 @@ impl Collector for Quick {
     }
 }
 
-/// Poll the ledger (bounded: 20 s) until `done` holds for its statements.
+/// Wait until `done` holds for the ledger's statements, looking again after every append
+/// (`RunContext::append` wakes `appended`); a minute without it holding fails the test.
 async fn wait_for(ctx: &RunContext, what: &str, done: impl Fn(&[statement::Statement]) -> bool) {
-    for _ in 0..400 {
-        if done(&statements(ctx).await) {
-            return;
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while !done(&statements(ctx).await) {
+            ctx.appended.notified().await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    })
+    .await;
+    if waited.is_err() {
+        panic!("timed out waiting for {what}: {:#?}", statements(ctx).await);
     }
-    panic!("timed out waiting for {what}: {:#?}", statements(ctx).await);
 }
 
 struct Fixture {
@@ -345,19 +348,10 @@ async fn a_fire_time_during_a_run_is_skipped_and_shutdown_records_the_unfinished
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(s.run(Utc::now(), shutdown.clone()));
     started.notified().await;
-    // Wait (bounded) for the scheduler to record a skip for the busy collector.
-    let mut skipped = false;
-    for _ in 0..200 {
-        let st = statements(&f.ctx).await;
-        if st.iter().any(|s| s.predicate.status == Status::Skipped) {
-            skipped = true;
-            break;
-        }
-        tokio::time::timeout(Duration::from_millis(50), std::future::pending::<()>())
-            .await
-            .ok();
-    }
-    assert!(skipped, "no skipped entry recorded while the run was busy");
+    wait_for(&f.ctx, "a skip of the busy collector", |st| {
+        st.iter().any(|s| s.predicate.status == Status::Skipped)
+    })
+    .await;
     shutdown.cancel();
     f.ctx.hard_stop.cancel();
     task.await.unwrap();
