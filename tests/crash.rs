@@ -3,6 +3,9 @@
 //! before the kill (read from the database by a separate connection) must still be there,
 //! byte for byte. A final graceful stop (SIGTERM) must exit 0 with the ledger still verifying.
 
+mod common;
+
+use common::{assert_verifies, committed};
 use rand::{Rng, SeedableRng};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -85,44 +88,12 @@ fn start(config: &Path) -> Child {
         .expect("start evidence-agent run")
 }
 
-/// (index, envelope) of every committed entry, read through a separate read-only connection.
-fn committed(ledger: &Path) -> Vec<(i64, Vec<u8>)> {
-    if !ledger.exists() {
-        return Vec::new();
-    }
-    let Ok(conn) = Connection::open_with_flags(ledger, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
-        return Vec::new();
-    };
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    let Ok(mut stmt) = conn.prepare("SELECT idx, envelope FROM entries ORDER BY idx") else {
-        return Vec::new(); // schema not created yet
-    };
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
-fn verify(config: &Path) {
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(config)
-        .arg("verify")
-        .output()
-        .expect("run verify");
-    assert!(
-        out.status.success(),
-        "verify failed after a kill:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn sigkill_at_random_moments_loses_nothing_committed() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let ledger = dir.path().join("data/ledger.sqlite");
+    let data = dir.path().join("data");
+    let ledger = data.join("ledger.sqlite");
     let seed: u64 = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -160,7 +131,7 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
             grew += 1;
         }
         before_total = after.len();
-        verify(&config);
+        assert_verifies(&data, "after a kill");
     }
     assert!(
         before_total > 100,
@@ -199,7 +170,7 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM exit: {status}");
-    verify(&config);
+    assert_verifies(&data, "after the SIGTERM stop");
 
     // Runs cut short by a kill were recorded as failed at the next start; none is left pending.
     let conn = Connection::open_with_flags(&ledger, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
@@ -229,7 +200,7 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
     );
     eprintln!("{interrupted} interrupted runs recorded as failed at the next start");
     // Spool files of killed processes are removed at the next start; our own at stop.
-    let spool = dir.path().join("data/spool");
+    let spool = data.join("spool");
     let left: Vec<_> = std::fs::read_dir(&spool)
         .unwrap()
         .flatten()

@@ -6,6 +6,9 @@
 //! entry saying so) or end with an error saying the disk is full (never a panic); `verify` must pass after each one; nothing committed may change or disappear; and
 //! once the filesystem grows again, the next `collect` records its runs as before.
 
+mod common;
+
+use common::{assert_verifies, committed};
 use rusqlite::{Connection, OpenFlags};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -58,18 +61,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// (index, envelope) of every committed entry, read through a separate read-only connection.
-fn committed(ledger: &Path) -> Vec<(i64, Vec<u8>)> {
-    let conn = Connection::open_with_flags(ledger, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT idx, envelope FROM entries ORDER BY idx")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
 /// Status and error of every entry, in order.
 fn statuses(ledger: &Path) -> Vec<(String, String, Option<String>)> {
     let conn = Connection::open_with_flags(ledger, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
@@ -97,16 +88,6 @@ fn collect(config: &Path) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap()
-}
-
-fn verify(data: &Path) {
-    let out = Command::new(bin())
-        .arg("--data-dir")
-        .arg(data)
-        .arg("verify")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "verify: {}", text(&out));
 }
 
 #[test]
@@ -160,7 +141,7 @@ argv = ["echo", "still here"]
         if !out.status.success() {
             refused.push(said);
         }
-        verify(&data);
+        assert_verifies(&data, &format!("after round {round}"));
         let now = committed(&ledger);
         assert!(
             now.len() >= before.len(),
@@ -203,7 +184,7 @@ argv = ["echo", "still here"]
     disk.resize("64m");
     let out = collect(&config);
     assert!(out.status.success(), "after the disk grew: {}", text(&out));
-    verify(&data);
+    assert_verifies(&data, "after the disk grew");
     let after = committed(&ledger);
     assert_eq!(after[..before.len()], before[..]);
     let last_two = &statuses(&ledger)[before.len()..];

@@ -83,3 +83,40 @@ pub fn output_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// (index, envelope) of every committed entry, read through a separate read-only connection
+/// (as another process sees them); empty while there is no ledger or no schema yet.
+pub fn committed(ledger: &Path) -> Vec<(i64, Vec<u8>)> {
+    use rusqlite::OpenFlags;
+    if !ledger.exists() {
+        return Vec::new();
+    }
+    let Ok(conn) = Connection::open_with_flags(ledger, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return Vec::new();
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("set a busy timeout");
+    let Ok(mut stmt) = conn.prepare("SELECT idx, envelope FROM entries ORDER BY idx") else {
+        return Vec::new();
+    };
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("read the entries")
+        .collect::<Result<_, _>>()
+        .expect("read the entries")
+}
+
+/// `evidence-agent --data-dir DATA verify` must pass; `when` names the moment in the message.
+pub fn assert_verifies(data: &Path, when: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_evidence-agent"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("verify")
+        .output()
+        .expect("run verify");
+    assert!(
+        out.status.success(),
+        "verify failed {when}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
