@@ -3,7 +3,8 @@
 //! Disk full: the data directory is a small tmpfs (mounted by the test, as root), the disk floor
 //! is off, and a collector writes 3 MB of random bytes per run until the filesystem has no room.
 //! Every `collect` must then either record its runs (a snapshot that does not fit as a `failed`
-//! entry saying so) or end with an error saying the disk is full (never a panic); `verify` must pass after each one; nothing committed may change or disappear; and
+//! entry saying so) or end with an error saying the disk is full and what to do (never a
+//! panic); `verify` must pass after each one; nothing committed may change or disappear; and
 //! once the filesystem grows again, the next `collect` records its runs as before.
 
 mod common;
@@ -168,15 +169,16 @@ argv = ["echo", "still here"]
     for (_, _, error) in &full {
         let error = error.as_deref().unwrap_or_default();
         assert!(
-            error.contains("No space left on device") || error.contains("disk is full"),
+            error.contains("No space left on device")
+                || error.contains("holding the ledger is full"),
             "a failed run does not say the disk is full: {error}"
         );
     }
     for said in &refused {
         let last = said.trim_end().lines().last().unwrap_or_default();
         assert!(
-            last.contains("No space left on device") || last.contains("disk is full"),
-            "a refused collect does not say the disk is full: {said}"
+            last.contains("the filesystem holding the ledger is full; free space there"),
+            "a refused collect does not say the disk is full and what to do: {said}"
         );
     }
 

@@ -34,8 +34,15 @@ pub const APPEND_ONLY_TABLES: &[&str] = schema::APPEND_ONLY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// Not a `#[source]`: SQLite's own message is already in the text, and an error chain
+    /// printed with its sources would repeat it.
     #[error("ledger database: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
+    #[error(
+        "the filesystem holding the ledger is full; free space there and run again \
+         (min_free_disk_mib pauses collection before this point)"
+    )]
+    DiskFull,
     #[error("{op}: {source}")]
     Io {
         op: &'static str,
@@ -50,6 +57,15 @@ pub enum LedgerError {
     ReadOnly,
     #[error("{0}")]
     Range(String),
+}
+
+impl From<rusqlite::Error> for LedgerError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => LedgerError::DiskFull,
+            _ => LedgerError::Sql(e),
+        }
+    }
 }
 
 impl From<ProofError<LedgerError>> for LedgerError {
