@@ -184,7 +184,19 @@ fn files_and_environment() -> Roff {
     entry(
         &mut r,
         "RUST_LOG",
-        "Log filter (e.g. info, debug, evidence_agent=debug); logs go to standard error.",
+        "Log filter (e.g. info, debug, evidence_agent=debug); overrides the configuration's \
+         log_filter. Logs go to standard error.",
+    );
+    entry(
+        &mut r,
+        "EVIDENCE_AGENT_LOG_FORMAT",
+        "text or json, when --log-format is not given.",
+    );
+    entry(
+        &mut r,
+        "NOTIFY_SOCKET, WATCHDOG_USEC",
+        "Set by systemd: run sends READY, STATUS, RELOADING, STOPPING and watchdog \
+         notifications there.",
     );
     entry(
         &mut r,
