@@ -26,12 +26,16 @@
 
 mod common;
 
+use common::process::{check, run};
+use common::table::{self, Row};
+use common::{env_num, median};
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use evidence_agent::keys;
 use evidence_agent::ledger::{Ledger, NewEntry, LEDGER_FILE};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 const HOST: &str = "bench-host";
@@ -44,15 +48,6 @@ const COLLECTORS: [(&str, &str); 4] = [
     ("auth-log", "log_file"),
     ("changes", "github_pull_requests"),
 ];
-
-fn env_num(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 fn base() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
@@ -98,66 +93,6 @@ fn entry(k: u64) -> NewEntry {
     e
 }
 
-/// One finished child process, measured by `wait4`.
-struct Run {
-    seconds: f64,
-    cpu: f64,
-    max_rss_mib: f64,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Run `cmd` with stdout and stderr to files in `scratch`, timing it and reading its rusage.
-fn run(mut cmd: Command, scratch: &Path) -> Run {
-    let (out_path, err_path) = (scratch.join("stdout"), scratch.join("stderr"));
-    let out = fs::File::create(&out_path).expect("create stdout file");
-    let err = fs::File::create(&err_path).expect("create stderr file");
-    let t = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut status = 0;
-    // SAFETY: wait4 only writes the status and the struct it is given; the child is ours and
-    // not waited for elsewhere (std's Child is dropped without waiting).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    let seconds = t.elapsed().as_secs_f64();
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 {cmd:?}");
-    drop(child);
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Run {
-        seconds,
-        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
-        max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
-        code: if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            -1
-        },
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-    }
-}
-
-fn check(what: &str, r: &Run) {
-    assert!(
-        r.code == 0,
-        "{what} exited {}:\n--- stdout\n{}\n--- stderr\n{}",
-        r.code,
-        tail(&r.stdout),
-        tail(&r.stderr)
-    );
-}
-
-fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
 /// (files, bytes) below `dir`, per top-level entry name and in total.
 fn sizes(dir: &Path) -> (Vec<(String, u64, u64)>, u64, u64) {
     fn walk(path: &Path, acc: &mut (u64, u64)) {
@@ -195,16 +130,6 @@ fn sizes(dir: &Path) -> (Vec<(String, u64, u64)>, u64, u64) {
     let files = parts.iter().map(|p| p.1).sum();
     let bytes = parts.iter().map(|p| p.2).sum();
     (parts, files, bytes)
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
 }
 
 fn main() {
@@ -339,6 +264,15 @@ fn main() {
         ours_s / ref_s,
         ref_s / ours_s
     );
+
+    table::record(Row {
+        benchmark: format!("bundle verify, {entries} entries"),
+        ours: format!("{:.0} entries/s ({ours_s:.2} s)", rate(ours_s)),
+        reference: format!("sha256sum -c: {ref_s:.2} s"),
+        ratio: format!("{:.2}x its time", ours_s / ref_s),
+        target: "-".into(),
+        met: None,
+    });
 
     if std::env::var_os("BUNDLE_BENCH_KEEP").is_some() {
         println!("kept {}", dir.keep().display());

@@ -30,155 +30,20 @@
 
 mod common;
 
+use common::env_num;
+use common::moto::{Moto, AWS_ENV};
+use common::process::rusage_seconds;
+use common::table::{self, Row};
+
 use evidence_agent::ledger::{Ledger, LEDGER_FILE};
 use evidence_agent::{config, keys, sync};
 use std::fs;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 const HOST: &str = "bench-host";
 const BUCKET: &str = "evidence-bench";
 const BATCH: u64 = 16;
-/// How long moto may take to accept connections.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The environment every S3 client here uses: static test credentials, the region, no IMDS
-/// probing and no profile files from the user's home.
-const AWS_ENV: [(&str, &str); 7] = [
-    ("AWS_ACCESS_KEY_ID", "testing"),
-    ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ("AWS_REGION", "us-east-1"),
-    ("AWS_DEFAULT_REGION", "us-east-1"),
-    ("AWS_EC2_METADATA_DISABLED", "true"),
-    (
-        "AWS_CONFIG_FILE",
-        "/nonexistent/evidence-agent-bench/aws-config",
-    ),
-    (
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "/nonexistent/evidence-agent-bench/aws-credentials",
-    ),
-];
-
-fn env_num(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
-/// The moto server; killed when dropped (a panic included).
-struct Moto {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Moto {
-    fn start(log: &Path) -> Moto {
-        // Pick a free port, then release it for moto.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("pick a free port")
-            .port();
-        let out = fs::File::create(log).expect("create moto log");
-        let err = out.try_clone().expect("clone moto log");
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .envs(AWS_ENV)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start python3 -m moto.server (pip install 'moto[server]==5.2.1')");
-        let mut moto = Moto {
-            child,
-            port,
-            log: log.to_owned(),
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto exited ({status}) before it listened:\n{}", moto.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto did not listen on {port} within {READY_TIMEOUT:?}:\n{}",
-                moto.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        moto
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// How many requests moto logged, and how many of them per status other than 2xx.
-    fn statuses(&self) -> (u64, std::collections::BTreeMap<String, u64>) {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let (mut total, mut other) = (0, std::collections::BTreeMap::new());
-        // werkzeug: `127.0.0.1 - - [date] "PUT /key HTTP/1.1" 200 -`
-        for status in text
-            .lines()
-            .filter_map(|l| l.rsplit_once("\" ").map(|(_, s)| s))
-            .filter_map(|s| s.split_whitespace().next())
-            .filter(|s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()))
-        {
-            total += 1;
-            if !status.starts_with('2') {
-                *other.entry(status.to_owned()).or_insert(0) += 1;
-            }
-        }
-        (total, other)
-    }
-
-    /// CPU seconds (user + system, all threads) moto has used so far.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("read moto's /proc/<pid>/stat");
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-        ticks as f64 / clock_ticks()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
-}
-
-/// CPU seconds (user + system) of this process, or of its waited-for children.
-fn rusage_seconds(who: libc::c_int) -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::getrusage(who, &mut usage) }, 0, "getrusage");
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
 /// `aws --endpoint-url <moto> ARGS...`; panics with its output unless it exits 0.
 fn aws(moto: &Moto, args: &[&str]) -> String {
     let out = Command::new("aws")
@@ -404,6 +269,16 @@ fn main() {
             100.0 * t.moto_cpu / t.seconds
         );
     };
+    let ours_s = common::median(results.iter().map(|r| r.1.seconds).collect());
+    let ref_s = common::median(results.iter().map(|r| r.3.seconds).collect());
+    table::record(Row {
+        benchmark: format!("sync to moto, {objects} objects"),
+        ours: format!("{:.0} objects/s", objects as f64 / ours_s),
+        reference: format!("aws s3 sync: {:.0} objects/s", objects as f64 / ref_s),
+        ratio: format!("{:.2} of its rate", ref_s / ours_s),
+        target: "-".into(),
+        met: None,
+    });
     for (run, ours, sync_seconds, reference) in &results {
         row(*run, "ours", ours);
         row(*run, "awscli", reference);

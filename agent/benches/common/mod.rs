@@ -1,4 +1,11 @@
-//! What the benchmarks share: an `ok` entry around given content.
+//! What the benchmarks share: an `ok` entry around given content, numbers from the environment,
+//! medians, measured child processes (`process`), a moto S3 server (`moto`) and the results
+//! table every benchmark feeds (`table`). Each benchmark uses part of it.
+#![allow(dead_code)]
+
+pub mod moto;
+pub mod process;
+pub mod table;
 
 use chrono::Utc;
 use collectors::{Content, Snapshot};
@@ -24,5 +31,26 @@ pub fn ok_entry(i: u64, kind: &str, content: Vec<u8>) -> NewEntry {
             cursor: None,
             details: serde_json::Value::Null,
         }),
+    }
+}
+
+/// The number in environment variable `name`, or `default` when it is unset.
+pub fn env_num(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// The median of `xs` (the mean of the middle two for an even count).
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
     }
 }
