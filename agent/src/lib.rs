@@ -7,6 +7,8 @@
 pub mod bundle;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod daemon;
 pub mod keys;
 pub mod ledger;
