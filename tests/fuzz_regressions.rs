@@ -68,22 +68,10 @@ fn every_target_has_a_seed_corpus_with_accepted_inputs() {
     }
 }
 
+/// One test for all targets: a failure names the input file, which names the target.
 #[test]
-fn bundle_inputs_replay() {
-    assert!(replay("bundle") > 0);
-}
-
-#[test]
-fn config_inputs_replay() {
-    assert!(replay("config") > 0);
-}
-
-#[test]
-fn note_inputs_replay() {
-    assert!(replay("note") > 0);
-}
-
-#[test]
-fn plugin_inputs_replay() {
-    assert!(replay("plugin") > 0);
+fn every_committed_input_replays() {
+    for target in fuzzing::TARGETS {
+        assert!(replay(target) > 0, "no input for {target}");
+    }
 }

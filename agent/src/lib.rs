@@ -7,9 +7,9 @@
 pub mod bundle;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod daemon;
 pub mod keys;
 pub mod ledger;
 pub mod logging;
