@@ -5,7 +5,8 @@
 # Debian's `chromium` (headless, to render the bundle's report.html), Debian's
 # `systemd-journal-remote` (it writes the real journal files the journald collector tests read),
 # Debian's `systemd` (systemd-analyze checks the unit) and `rpm` (reads the built .rpm back), and
-# the pinned cargo-deb and cargo-generate-rpm that packaging/build.sh runs. cargo install
+# the pinned cargo-deb and cargo-generate-rpm that packaging/build.sh runs, and the pinned
+# cargo-fuzz that fuzz/run.sh runs after the tests. cargo install
 # compiles them once per machine: cargo-deb took 1.5 min on 2 cores, cargo-generate-rpm (which
 # brings an OpenPGP stack for signing) up to 30 min while other builds shared the cores.
 set -euo pipefail
@@ -48,13 +49,23 @@ fi
 
 # `cargo install` only when the pinned version is not the one installed.
 cargo_install() {
-  local crate=$1 version=$2 subcommand=$3
+  local crate=$1 version=$2 subcommand=$3 user=${4:-packaging/build.sh}
   if ! cargo "$subcommand" --version 2>/dev/null | grep -qF "$version"; then
-    echo "installing $crate $version for packaging/build.sh"
+    echo "installing $crate $version for $user"
     cargo install --locked --version "$version" "$crate"
   fi
 }
 cargo_install cargo-deb 3.8.0 deb
 cargo_install cargo-generate-rpm 0.21.1 generate-rpm
+# cargo-fuzz builds the fuzz targets (fuzz/run.sh); it works on stable Rust with
+# `--sanitizer none` (see fuzz/run.sh); libfuzzer-sys compiles libFuzzer with the C++ compiler.
+cargo_install cargo-fuzz 0.13.2 fuzz fuzz/run.sh
 
 cargo test --workspace --locked "$@"
+
+# Each fuzz target for a bounded time (FUZZ_SECONDS, default 60; 0 skips), after the tests so
+# a failing test is reported first. Crashes found earlier are replayed by the fuzz_regressions
+# test above.
+if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
+  fuzz/run.sh "${FUZZ_SECONDS:-60}"
+fi

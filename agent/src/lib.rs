@@ -8,6 +8,8 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod ledger;
 pub mod logging;

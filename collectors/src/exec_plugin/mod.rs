@@ -50,6 +50,8 @@ use crate::files::redact::Redactor;
 use crate::registry::parse_settings;
 use crate::MEDIA_TYPE_JSON;
 use crate::{canonical, CollectContext, CollectError, Collector, SettingError, Snapshot};
+#[doc(hidden)]
+pub use protocol::parse_stdout;
 use protocol::{Output, ProtocolError, Secret};
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The `type` given to an item that has none.
 pub(super) const DEFAULT_TYPE: &str = "item";
@@ -54,62 +54,123 @@ pub(super) fn take(
     spool_dir: PathBuf,
     secrets: &[Secret],
 ) -> Result<Output, ProtocolError> {
-    // Canonical bytes of each item by (type, id), with the line that gave it.
-    let mut items: BTreeMap<(String, String), (u64, Vec<u8>)> = BTreeMap::new();
-    let mut done: Option<Done> = None;
-    let mut lines = 0u64;
+    let mut parser = Parser::new(secrets);
     while let Some(batch) = batches.blocking_recv() {
-        for raw in batch.split_inclusive(|b| *b == b'\n') {
-            lines += 1;
-            let bad = |why: String| ProtocolError::Line { line: lines, why };
-            if let Some(secret) = secrets.iter().find(|s| contains(raw, &s.value)) {
-                return Err(bad(format!(
-                    "it holds the value of secret_env {}, which is never recorded",
-                    secret.var
-                )));
-            }
-            if let Some(done) = &done {
-                return Err(bad(format!(
-                    "it comes after the final done record (line {})",
-                    done.line
-                )));
-            }
-            let json = raw.strip_suffix(b"\n").unwrap_or(raw);
-            let record: Value =
-                serde_json::from_slice(json).map_err(|e| bad(format!("it is not JSON: {e}")))?;
-            match record_kind(record).map_err(bad)? {
-                Record::Item(item) => {
-                    let (key, bytes) = keyed(item).map_err(bad)?;
-                    if let Some((first, _)) = items.get(&key) {
-                        return Err(bad(format!(
-                            "it repeats the item of type {:?} and id {:?} of line {first}",
-                            key.0, key.1
-                        )));
-                    }
-                    items.insert(key, (lines, bytes));
-                }
-                Record::Done { cursor, details } => {
-                    done = Some(Done {
-                        line: lines,
-                        cursor,
-                        details,
-                    })
-                }
-            }
+        parser.batch(&batch)?;
+    }
+    parser.finish(spool_dir)
+}
+
+/// The whole of a plugin's stdout checked at once, as [`take`] checks it batch by batch (a
+/// last line without its newline is completed, as the reader does; the reader's byte limit is
+/// not applied). Returns the canonical content and the item count, or the error the run would
+/// report. For the fuzz target (fuzz/) and its regression tests.
+#[doc(hidden)]
+pub fn parse_stdout(stdout: &[u8], spool_dir: &Path) -> Result<(Content, u64), String> {
+    let completed;
+    let stdout = if stdout.is_empty() || stdout.ends_with(b"\n") {
+        stdout
+    } else {
+        completed = [stdout, b"\n"].concat();
+        &completed
+    };
+    let mut parser = Parser::new(&[]);
+    let output = parser
+        .batch(stdout)
+        .and_then(|()| parser.finish(spool_dir.to_owned()));
+    match output {
+        Ok(output) => Ok((output.content, output.items)),
+        Err(ProtocolError::Line { line, why }) => Err(format!("line {line}: {why}")),
+        Err(ProtocolError::NoDone { lines }) => Err(format!(
+            "the output ended after {lines} lines without the final done record"
+        )),
+        Err(ProtocolError::Spool(dir, e)) => Err(format!("{}: {e}", dir.display())),
+    }
+}
+
+/// The protocol's state between lines: the items so far, the done record once it came.
+struct Parser<'a> {
+    /// Canonical bytes of each item by (type, id), with the line that gave it.
+    items: BTreeMap<(String, String), (u64, Vec<u8>)>,
+    done: Option<Done>,
+    lines: u64,
+    secrets: &'a [Secret],
+}
+
+impl<'a> Parser<'a> {
+    fn new(secrets: &'a [Secret]) -> Parser<'a> {
+        Parser {
+            items: BTreeMap::new(),
+            done: None,
+            lines: 0,
+            secrets,
         }
     }
-    let Some(done) = done else {
-        return Err(ProtocolError::NoDone { lines });
-    };
-    let content = write_content(items.values().map(|(_, bytes)| bytes), &spool_dir)
-        .map_err(|e| ProtocolError::Spool(spool_dir, e))?;
-    Ok(Output {
-        content,
-        items: items.len() as u64,
-        lines,
-        cursor: done.cursor,
-        details: done.details,
-    })
+
+    /// Check the lines of `batch`, each ending in `\n`.
+    fn batch(&mut self, batch: &[u8]) -> Result<(), ProtocolError> {
+        for raw in batch.split_inclusive(|b| *b == b'\n') {
+            self.line(raw)?;
+        }
+        Ok(())
+    }
+
+    fn line(&mut self, raw: &[u8]) -> Result<(), ProtocolError> {
+        self.lines += 1;
+        let lines = self.lines;
+        let bad = |why: String| ProtocolError::Line { line: lines, why };
+        if let Some(secret) = self.secrets.iter().find(|s| contains(raw, &s.value)) {
+            return Err(bad(format!(
+                "it holds the value of secret_env {}, which is never recorded",
+                secret.var
+            )));
+        }
+        if let Some(done) = &self.done {
+            return Err(bad(format!(
+                "it comes after the final done record (line {})",
+                done.line
+            )));
+        }
+        let json = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let record: Value =
+            serde_json::from_slice(json).map_err(|e| bad(format!("it is not JSON: {e}")))?;
+        match record_kind(record).map_err(bad)? {
+            Record::Item(item) => {
+                let (key, bytes) = keyed(item).map_err(bad)?;
+                if let Some((first, _)) = self.items.get(&key) {
+                    return Err(bad(format!(
+                        "it repeats the item of type {:?} and id {:?} of line {first}",
+                        key.0, key.1
+                    )));
+                }
+                self.items.insert(key, (lines, bytes));
+            }
+            Record::Done { cursor, details } => {
+                self.done = Some(Done {
+                    line: lines,
+                    cursor,
+                    details,
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// The content, once every line was taken.
+    fn finish(self, spool_dir: PathBuf) -> Result<Output, ProtocolError> {
+        let Some(done) = self.done else {
+            return Err(ProtocolError::NoDone { lines: self.lines });
+        };
+        let content = write_content(self.items.values().map(|(_, bytes)| bytes), &spool_dir)
+            .map_err(|e| ProtocolError::Spool(spool_dir, e))?;
+        Ok(Output {
+            content,
+            items: self.items.len() as u64,
+            lines: self.lines,
+            cursor: done.cursor,
+            details: done.details,
+        })
+    }
 }
 
 enum Record {
