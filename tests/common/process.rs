@@ -70,6 +70,11 @@ impl Log {
         }
     }
 
+    /// How many lines read so far match `pred`.
+    pub fn count(&self, pred: impl Fn(&str) -> bool) -> usize {
+        self.seen.iter().filter(|l| pred(l)).count()
+    }
+
     /// Everything the process wrote, once it has exited.
     pub fn rest(mut self) -> String {
         self.seen.extend(self.lines.iter());
