@@ -13,7 +13,7 @@
 mod common;
 
 use common::bundle::files_under;
-use common::process::{sigterm, Log, DEADLINE};
+use common::process::{sigterm, DEADLINE};
 use common::s3::host::{
     assert_prefix_verifies, assert_written_once, logged_tree_size, s3_tree_size,
     server_with_bucket, text, Host, BUCKET, HOST_PREFIX,
@@ -23,7 +23,7 @@ use common::{assert_verifies, committed};
 use evidence_agent::ledger::Ledger;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Entries synced: 200 minutes of runs from 2026-06-01 00:00 (see `host::entry`).
@@ -90,7 +90,7 @@ fn connection_at(host: &Host, server: &S3Server, anchors: u64, moment: Moment) -
 /// Hold connection `at` (counted from now) and every later one, start `args`, and SIGKILL
 /// it once connection `at` arrives; then let the proxy settle (every forwarded request
 /// answered), so S3 is what the killed process left.
-fn kill_at(host: &Host, proxy: &FaultProxy, at: u64, args: &[&str]) -> Child {
+fn kill_at(host: &Host, proxy: &FaultProxy, at: u64, args: &[&str]) {
     let target = proxy.connections() + at;
     proxy.hold_from(target);
     let mut child = host
@@ -115,7 +115,6 @@ fn kill_at(host: &Host, proxy: &FaultProxy, at: u64, args: &[&str]) -> Child {
         assert!(Instant::now() < deadline, "the proxy never settled");
         std::thread::park_timeout(Duration::from_millis(10));
     }
-    child
 }
 
 /// What must hold after a kill: the entries as before, the ledger verifies, and S3's
@@ -161,6 +160,16 @@ fn assert_s3_complete(host: &Host, server: &S3Server) {
     assert!(verify.status.success(), "{}", text(&verify));
 }
 
+/// moto, the proxy in front of it, and a host syncing through the proxy with [`ENTRIES`]
+/// entries to sync.
+fn proxied_host() -> (S3Server, FaultProxy, Host) {
+    let server = server_with_bucket(false);
+    let proxy = FaultProxy::start(server.port(), Faults::none());
+    let host = Host::new(&proxy.endpoint(), "", "@daily");
+    host.append(ENTRIES);
+    (server, proxy, host)
+}
+
 /// Every file under `dir` with its bytes.
 fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = files_under(dir)
@@ -176,10 +185,7 @@ fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn sync_killed_at_each_stage_resumes_and_ends_as_a_clean_sync_would() {
-    let server = server_with_bucket(false);
-    let proxy = FaultProxy::start(server.port(), Faults::none());
-    let host = Host::new(&proxy.endpoint(), "", "@daily");
-    host.append(ENTRIES);
+    let (server, proxy, host) = proxied_host();
     // The same ledger and key, synced once without trouble to a server of its own.
     let clean_server = server_with_bucket(false);
     let clean = Host::new(&clean_server.endpoint(), "", "@daily");
@@ -239,10 +245,7 @@ fn sync_killed_at_each_stage_resumes_and_ends_as_a_clean_sync_would() {
 
 #[test]
 fn the_daemon_killed_mid_sync_catches_up_after_restart() {
-    let server = server_with_bucket(false);
-    let proxy = FaultProxy::start(server.port(), Faults::none());
-    let host = Host::new(&proxy.endpoint(), "", "@daily");
-    host.append(ENTRIES);
+    let (server, proxy, host) = proxied_host();
     let before = committed(&host.ledger_path());
     // The daemon reads `checkpoint` at start, then once per pass.
     for moment in [Moment::MidStage("blobs/"), Moment::MidStage("checkpoints/")] {
@@ -256,13 +259,7 @@ fn the_daemon_killed_mid_sync_catches_up_after_restart() {
         assert_eq!(s3_tree_size(&server), None, "{when}: checkpoint moved");
     }
 
-    let mut daemon = host
-        .command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the daemon");
-    let mut log = Log::follow(daemon.stderr.take().expect("piped stderr"));
+    let (daemon, mut log) = host.start_daemon();
     let size = host.size();
     log.wait_count("a pass that brings S3 up to the ledger", 1, |l| {
         l.contains("synced to") && logged_tree_size(l).is_some_and(|s| s >= size)

@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::Utc;
-use common::process::{finish, sigterm, Log, DEADLINE};
+use common::process::{finish, sigterm, DEADLINE};
 use common::s3::host::{
     assert_prefix_verifies, assert_written_once, entry, logged_tree_size, s3_tree_size,
     server_with_bucket, text, Host, BUCKET, HOST, HOST_PREFIX,
@@ -235,13 +235,7 @@ fn the_daemon_collects_through_an_outage_and_drains_the_backlog_when_s3_returns(
     proxy.go_down();
     // A run every second: collection goes on while S3 is unreachable.
     let host = Host::new(&proxy.endpoint(), "", "* * * * * *");
-    let mut daemon = host
-        .command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the daemon");
-    let mut log = Log::follow(daemon.stderr.take().expect("piped stderr"));
+    let (daemon, mut log) = host.start_daemon();
     log.wait_count("5 runs recorded during the outage", 5, |l| {
         l.contains("run recorded")
     });

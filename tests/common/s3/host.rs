@@ -4,18 +4,17 @@
 //! from outside (boto3, the independent verifier).
 
 use super::{ObjectVersion, S3Server};
+use crate::common::process::Log;
 use chrono::{TimeZone, Utc};
 use evidence_agent::keys;
 use evidence_agent::ledger::{Ledger, NewEntry, Outcome};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 pub const BUCKET: &str = "evidence-test";
 pub const HOST: &str = "sync-host";
 /// The host's directory in the bucket (`prefix = "ev"`).
 pub const HOST_PREFIX: &str = "ev/sync-host/";
-/// How long a wait may take before the test is declared hung.
-
 /// A host: data directory, key and configuration pointing at an S3 endpoint.
 pub struct Host {
     pub dir: tempfile::TempDir,
@@ -80,6 +79,18 @@ force_path_style = true
             .env("RUST_LOG", "info")
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// `evidence-agent run`, its stderr followed line by line.
+    pub fn start_daemon(&self) -> (Child, Log) {
+        let mut daemon = self
+            .command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the daemon");
+        let log = Log::follow(daemon.stderr.take().expect("piped stderr"));
+        (daemon, log)
     }
 
     pub fn agent(&self, args: &[&str]) -> Output {
