@@ -253,7 +253,7 @@ fn export_command(data: &Path, out: &Path) -> Command {
             "--from",
             "2026-03-01",
             "--to",
-            "2026-03-02",
+            "2026-03-01",
             "--out",
         ])
         .arg(out)
@@ -286,7 +286,7 @@ fn kill_export_when(data: &Path, out: &Path, landed: impl Fn(&Path) -> bool) {
 fn an_export_killed_mid_write_leaves_no_bundle_and_the_next_export_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    big_ledger(&data, 2 * 24 * 60);
+    big_ledger(&data, 24 * 60);
     let ledger = data.join("ledger.sqlite");
     let before = committed(&ledger);
     let vkey = data.join("keys/host.vkey");

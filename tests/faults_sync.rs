@@ -26,13 +26,13 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// Entries synced: 200 minutes of runs from 2026-06-01 00:00 (see `host::entry`).
-const ENTRIES: u64 = 200;
+/// Entries synced: 100 minutes of runs from 2026-06-01 00:00 (see `host::entry`).
+const ENTRIES: u64 = 100;
 const PERIOD: [&str; 4] = [
     "--from",
     "2026-06-01T00:00:00Z",
     "--to",
-    "2026-06-01T03:20:00Z",
+    "2026-06-01T01:40:00Z",
 ];
 
 /// Where the kill lands.
@@ -259,7 +259,7 @@ fn the_daemon_killed_mid_sync_catches_up_after_restart() {
         assert_eq!(s3_tree_size(&server), None, "{when}: checkpoint moved");
     }
 
-    let (daemon, mut log) = host.start_daemon();
+    let (mut daemon, mut log) = host.start_daemon();
     let size = host.size();
     log.wait_count("a pass that brings S3 up to the ledger", 1, |l| {
         l.contains("synced to") && logged_tree_size(l).is_some_and(|s| s >= size)
