@@ -21,6 +21,7 @@ use common::s3::host::{
 use common::s3::{FaultProxy, Faults, S3Server};
 use common::{assert_verifies, committed};
 use evidence_agent::ledger::Ledger;
+use std::collections::HashSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -45,19 +46,24 @@ enum Moment {
     Pointer,
 }
 
+/// The keys S3 holds under the host's prefix.
+fn s3_keys(server: &S3Server) -> HashSet<String> {
+    server
+        .versions(BUCKET, HOST_PREFIX)
+        .into_iter()
+        .map(|v| v.key)
+        .collect()
+}
+
 /// The number, counted from the next connection the proxy accepts, of the request a pass
-/// makes at `moment`, after `anchors` reads of `checkpoint`. Objects S3 holds already cost
-/// two connections (the refused PUT and the read-back), the others one.
-fn connection_at(host: &Host, server: &S3Server, anchors: u64, moment: Moment) -> u64 {
+/// makes at `moment`, after `anchors` reads of `checkpoint`, when S3 holds the keys `held`.
+/// Objects S3 holds already cost two connections (the refused PUT and the read-back), the
+/// others one.
+fn connection_at(host: &Host, held: &HashSet<String>, anchors: u64, moment: Moment) -> u64 {
     let location = format!("s3://{BUCKET}/{HOST_PREFIX}");
     let plan = Ledger::open_read_only(&host.ledger_path())
         .and_then(|l| l.sync_plan(&location))
         .expect("read the sync plan");
-    let held: std::collections::HashSet<String> = server
-        .versions(BUCKET, HOST_PREFIX)
-        .into_iter()
-        .map(|v| v.key)
-        .collect();
     let cost = |key: &str| {
         if held.contains(&format!("{HOST_PREFIX}{key}")) {
             2
@@ -117,18 +123,22 @@ fn kill_at(host: &Host, proxy: &FaultProxy, at: u64, args: &[&str]) {
     }
 }
 
-/// What must hold after a kill: the entries as before, the ledger verifies, and S3's
-/// `checkpoint` shows no tree its objects do not back.
-fn assert_intact(host: &Host, server: &S3Server, before: &[(i64, Vec<u8>)], when: &str) {
-    assert_eq!(
-        committed(&host.ledger_path()),
-        before,
-        "{when}: entries changed"
-    );
+/// What must hold after a kill, given what S3 then holds: the entries committed before are
+/// unchanged, the ledger verifies, and S3's `checkpoint` has not moved (the pass that would
+/// have moved it was killed). Returns the keys S3 holds.
+fn assert_intact(
+    host: &Host,
+    server: &S3Server,
+    before: &[(i64, Vec<u8>)],
+    when: &str,
+) -> HashSet<String> {
+    let now = committed(&host.ledger_path());
+    assert_eq!(now[..before.len()], before[..], "{when}: entries changed");
     assert_verifies(&host.data(), when);
-    if s3_tree_size(server).is_some() {
-        assert_prefix_verifies(server, host);
-    }
+    let keys = s3_keys(server);
+    let pointer = format!("{HOST_PREFIX}checkpoint");
+    assert!(!keys.contains(&pointer), "{when}: checkpoint moved");
+    keys
 }
 
 /// S3 is complete and consistent: `checkpoint` is the local latest, every object was written
@@ -196,6 +206,7 @@ fn sync_killed_at_each_stage_resumes_and_ends_as_a_clean_sync_would() {
     assert!(out.status.success(), "clean sync: {}", text(&out));
 
     let before = committed(&host.ledger_path());
+    let mut held = HashSet::new();
     let mut confirmed = 0;
     let moments = [
         Moment::MidStage("blobs/"),
@@ -204,11 +215,10 @@ fn sync_killed_at_each_stage_resumes_and_ends_as_a_clean_sync_would() {
         Moment::Pointer,
     ];
     for moment in moments {
-        let at = connection_at(&host, &server, 1, moment);
+        let at = connection_at(&host, &held, 1, moment);
         kill_at(&host, &proxy, at, &["sync"]);
         let when = format!("after a kill at {moment:?}");
-        assert_intact(&host, &server, &before, &when);
-        assert_eq!(s3_tree_size(&server), None, "{when}: checkpoint moved");
+        held = assert_intact(&host, &server, &before, &when);
         let now = host.confirmed_uploads();
         assert!(now >= confirmed, "{when}: upload records lost");
         confirmed = now;
@@ -226,7 +236,7 @@ fn sync_killed_at_each_stage_resumes_and_ends_as_a_clean_sync_would() {
 
     let out = host.agent(&["sync"]);
     assert!(out.status.success(), "sync after the kills: {}", text(&out));
-    assert_intact(&host, &server, &before, "after the resumed sync");
+    assert_eq!(committed(&host.ledger_path()), before, "entries changed");
     assert_s3_complete(&host, &server);
     let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     server.download(BUCKET, HOST_PREFIX, ours.path());
@@ -247,16 +257,14 @@ fn sync_killed_at_each_stage_resumes_and_ends_as_a_clean_sync_would() {
 fn the_daemon_killed_mid_sync_catches_up_after_restart() {
     let (server, proxy, host) = proxied_host();
     let before = committed(&host.ledger_path());
-    // The daemon reads `checkpoint` at start, then once per pass.
+    // The daemon reads `checkpoint` at start, then once per pass. It may record runs (its
+    // collector is daily): entries after `before` are new, not changed.
+    let mut held = HashSet::new();
     for moment in [Moment::MidStage("blobs/"), Moment::MidStage("checkpoints/")] {
-        let at = connection_at(&host, &server, 2, moment);
+        let at = connection_at(&host, &held, 2, moment);
         kill_at(&host, &proxy, at, &["run"]);
         let when = format!("after the daemon was killed at {moment:?}");
-        // The daemon may have recorded runs (its collector is daily): those entries are new.
-        let now = committed(&host.ledger_path());
-        assert_eq!(now[..before.len()], before[..], "{when}: entries changed");
-        assert_verifies(&host.data(), &when);
-        assert_eq!(s3_tree_size(&server), None, "{when}: checkpoint moved");
+        held = assert_intact(&host, &server, &before, &when);
     }
 
     let (mut daemon, mut log) = host.start_daemon();
