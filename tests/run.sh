@@ -4,8 +4,9 @@
 # `moto[server]` (a local S3 API for the sync tests; it brings boto3, the tests' plain S3 client),
 # Debian's `chromium` (headless, to render the bundle's report.html), Debian's
 # `systemd-journal-remote` (it writes the real journal files the journald collector tests read),
-# Debian's `systemd` (systemd-analyze checks the unit) and `rpm` (reads the built .rpm back), and
-# the pinned cargo-deb and cargo-generate-rpm that packaging/build.sh runs, and the pinned
+# Debian's `systemd` (systemd-analyze checks the unit), `rpm` (reads the built .rpm back) and
+# `faketime` (libfaketime moves the agent's wall clock under it in tests/faults_clock.rs), the
+# pinned cargo-deb and cargo-generate-rpm that packaging/build.sh runs, and the pinned
 # cargo-fuzz that fuzz/run.sh runs after the tests. cargo install
 # compiles them once per machine: cargo-deb took 1.5 min on 2 cores, cargo-generate-rpm (which
 # brings an OpenPGP stack for signing) up to 30 min while other builds shared the cores.
@@ -35,13 +36,15 @@ apt_install() {
 
 # Debian packages, missing ones installed in one go: chromium renders report.html,
 # systemd-journal-remote writes the journal files the journald tests read, systemd brings
-# systemd-analyze for the unit checks, rpm reads the built .rpm back.
+# systemd-analyze for the unit checks, rpm reads the built .rpm back, faketime steps the
+# wall clock of the agent in the clock-fault test (Debian's multiarch path varies: any arch).
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] \
   || missing+=(systemd-journal-remote)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v rpm >/dev/null || missing+=(rpm)
+compgen -G '/usr/lib/*/faketime/libfaketimeMT.so.1' >/dev/null || missing+=(faketime)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian's ${missing[*]} for the tests"
   apt_install "${missing[@]}"

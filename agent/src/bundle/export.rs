@@ -5,6 +5,7 @@ use super::archive;
 use super::derive::{self, Params};
 use super::hostlog::{BlobSource, HostLog, LogEntry, SignedCheckpoint};
 use super::layout::{self, FileEntry, HostPart, Manifest, Period};
+use super::staging;
 use super::BundleError;
 use crate::ledger::Ledger;
 use crate::statement::{self, Statement};
@@ -284,11 +285,16 @@ pub fn write(
         _ => PathBuf::from("."),
     };
     // A .tar.gz is staged in a directory beside it; a directory is written in place under a
-    // temporary name and renamed, so a failed export never leaves a half bundle at `out`.
+    // temporary name and renamed, so a failed export never leaves a half bundle at `out`. A
+    // killed export leaves its staging behind, unlocked: the next export removes it.
+    for left in staging::remove_stale(&parent) {
+        tracing::info!("removed {}, left by an interrupted export", left.display());
+    }
     let staging = tempfile::Builder::new()
-        .prefix(".evidence-bundle-")
+        .prefix(staging::PREFIX)
         .tempdir_in(&parent)
         .map_err(|e| BundleError::io(&parent, e))?;
+    let _held = staging::hold(staging.path()).map_err(|e| BundleError::io(staging.path(), e))?;
     let mut w = BundleWriter {
         dir: staging.path().to_owned(),
         files: Vec::new(),

@@ -38,6 +38,7 @@ pub mod layout;
 pub mod population;
 pub mod report;
 pub mod sample;
+pub mod staging;
 pub mod verify;
 
 /// The `format` of a bundle's manifest.

@@ -5,6 +5,8 @@
 //! - fire times that passed while the agent was down (or asleep, or the clock jumped) record
 //!   `skipped` entries with trigger `missed`, one per fire time up to [`MISSED_ONE_BY_ONE`],
 //!   beyond that one entry that counts them;
+//! - a wall clock that goes back behind fire times already run does not pause the schedule:
+//!   it goes on from the new time (the ledger records the step in the entries' details);
 //! - on shutdown no new run starts; running ones get a grace period, then record a failure.
 
 use super::runner::{run_once, RunContext, RunSettings};
@@ -23,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 pub const MISSED_ONE_BY_ONE: usize = 1000;
 /// The scheduler re-reads the wall clock at least this often, so a clock change is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// A wall clock behind the last fire time accounted for by more than this went back.
+const CLOCK_STEP_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// What the scheduler runs: one configuration's collectors, its run settings and its limit on
 /// concurrent runs. A reload replaces the whole plan.
@@ -305,6 +309,18 @@ async fn collector_loop(
         }
         schedule = Some(c.schedule.source().to_owned());
         let now = Utc::now();
+        // The wall clock went back past fire times already run: waiting for it to reach them
+        // again would stop collection for as long as the step. The schedule goes on from the
+        // new time instead (fire times may then be run twice; the ledger notes the step).
+        let behind = accounted - now;
+        if behind > CLOCK_STEP_TOLERANCE {
+            tracing::warn!(
+                collector = %c.id,
+                behind_ms = behind.num_milliseconds(),
+                "the wall clock went back; the schedule goes on from the new time"
+            );
+            accounted = now;
+        }
         let due = c.schedule.next_after(accounted).filter(|fire| *fire <= now);
         let Some(fire) = due else {
             // Not due yet, or never again under this schedule: sleep until it is (re-reading

@@ -65,6 +65,7 @@ pub(super) fn append_one(
     host_id: &str,
     index: u64,
     entry: NewEntry,
+    clock_anomaly: Option<&serde_json::Value>,
 ) -> Result<(), LedgerError> {
     let empty = collectors::Content::from_bytes(Vec::new());
     let (status, error, content, media_type, item_count, cursor, details) = match &entry.outcome {
@@ -96,7 +97,10 @@ pub(super) fn append_one(
             serde_json::Value::Null,
         ),
     };
-    let (error, details) = bound_metadata(error, details);
+    let (error, mut details) = bound_metadata(error, details);
+    if let Some(anomaly) = clock_anomaly {
+        details = super::clock::annotate(details, anomaly);
+    }
     let digest = content.sha256();
     let mut reader = content.reader().map_err(|e| LedgerError::Io {
         op: "open snapshot content",

@@ -12,6 +12,7 @@
 
 mod append;
 mod blobs;
+mod clock;
 mod schema;
 pub mod sync_state;
 pub mod verify;
@@ -287,9 +288,10 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut size = tree_size(&tx)?;
+        let clock_anomaly = clock::went_back(&tx, Utc::now())?;
         let mut indexes = Vec::with_capacity(batch.len());
         for entry in batch {
-            append::append_one(&tx, &signer, &host_id, size, entry)?;
+            append::append_one(&tx, &signer, &host_id, size, entry, clock_anomaly.as_ref())?;
             indexes.push(size);
             size += 1;
         }

@@ -13,6 +13,8 @@
 //! - [`FaultProxy`] (`proxy.rs`): a TCP proxy with per-connection faults ([`Faults`]), canned
 //!   answers ([`Canned`]: IAM throttling, HTML error pages), an outage switch
 //!   ([`FaultProxy::go_down`] / [`FaultProxy::come_up`]) and counters.
+//! - [`host::Host`] (`host.rs`): a data directory and configuration syncing to an endpoint of
+//!   the bench, and the checks of what S3 holds for it.
 //! - [`s3_client`] and the typed helpers on [`S3Server`] (`client.rs`): boto3 through
 //!   `tests/s3_client.py`.
 //!
@@ -23,6 +25,7 @@
 
 mod client;
 mod connection;
+pub mod host;
 mod proxy;
 mod server;
 

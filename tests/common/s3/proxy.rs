@@ -64,6 +64,10 @@ pub(super) struct ProxyShared {
     pub(super) canned: AtomicU64,
     pub(super) recycled: AtomicU64,
     pub(super) piped: AtomicU64,
+    /// Connections numbered from this one on are held (see `hold_from`); `released` is
+    /// notified when the hold is lifted.
+    hold_from: Mutex<Option<u64>>,
+    released: Condvar,
 }
 
 /// A TCP proxy on 127.0.0.1 in front of `127.0.0.1:upstream_port`, injecting [`Faults`].
@@ -96,6 +100,8 @@ impl FaultProxy {
             canned: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
             piped: AtomicU64::new(0),
+            hold_from: Mutex::new(None),
+            released: Condvar::new(),
         });
         let acceptor = spawn_acceptor(shared.clone(), listener, port);
         FaultProxy {
@@ -128,6 +134,11 @@ impl FaultProxy {
     pub fn go_down(&self) {
         let mut acceptor = self.acceptor.lock().unwrap();
         self.shared.down.store(true, Ordering::SeqCst);
+        {
+            // Under the hold's lock, so that no held connection misses the wake-up.
+            let _hold = self.shared.hold_from.lock().unwrap();
+            self.shared.released.notify_all();
+        }
         if let Some(thread) = acceptor.take() {
             // Wake the acceptor from its blocking `accept`: it sees `down`, and returns, which
             // closes the listening socket (and drops whatever it accepted after `down` was set).
@@ -186,6 +197,11 @@ impl FaultProxy {
         *count >= n
     }
 
+    /// Connections being served now (piped, held, or answered and not yet closed).
+    pub fn open_connections(&self) -> usize {
+        self.shared.open.lock().unwrap().len()
+    }
+
     /// Connections closed mid-request by `drop_every`.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::SeqCst)
@@ -210,6 +226,21 @@ impl FaultProxy {
     /// Canned answers sent (see [`FaultProxy::set_canned`]).
     pub fn canned(&self) -> u64 {
         self.shared.canned.load(Ordering::SeqCst)
+    }
+
+    /// From now on, connection `n` (by the numbering of [`Faults`]) and every later one is
+    /// accepted and then held: its request is never forwarded and never answered, until
+    /// [`FaultProxy::release_held`] closes it. So a test knows that exactly `n - 1` requests
+    /// could reach the upstream when it acts, say kills the client mid-upload.
+    pub fn hold_from(&self, n: u64) {
+        *self.shared.hold_from.lock().unwrap() = Some(n);
+    }
+
+    /// Lift [`FaultProxy::hold_from`]: held connections are closed unanswered (their requests
+    /// never reach the upstream); new ones are piped again.
+    pub fn release_held(&self) {
+        *self.shared.hold_from.lock().unwrap() = None;
+        self.shared.released.notify_all();
     }
 
     /// Piped connections the proxy closed at a request boundary (see [`REQUESTS_PER_CONNECTION`]).
@@ -305,6 +336,9 @@ fn handle(shared: Arc<ProxyShared>, client: TcpStream, n: u64) {
     let Some(reg) = Registered::new(&shared, &[&client]) else {
         return;
     };
+    if held(&shared, n) {
+        return; // closed unanswered: `client` and `reg` are dropped
+    }
     let faults = *shared.faults.lock().unwrap();
     let every = |k: Option<u32>| matches!(k, Some(k) if k > 0 && n % u64::from(k) == 0);
     if every(faults.drop_every) {
@@ -317,6 +351,22 @@ fn handle(shared: Arc<ProxyShared>, client: TcpStream, n: u64) {
     } else {
         pipe(&shared, &reg, client, faults.any());
     }
+}
+
+/// Whether connection `n` falls under `hold_from`; if so, blocks until the hold is lifted or
+/// the proxy goes down.
+fn held(shared: &ProxyShared, n: u64) -> bool {
+    let hold = shared.hold_from.lock().unwrap();
+    if !hold.is_some_and(|from| n >= from) {
+        return false;
+    }
+    let _released = shared
+        .released
+        .wait_while(hold, |h| {
+            h.is_some_and(|from| n >= from) && !shared.down.load(Ordering::SeqCst)
+        })
+        .unwrap();
+    true
 }
 
 /// The canned answer connection `n` gets, if any.

@@ -144,12 +144,15 @@ pub fn pack(dir: &Path, out: &Path) -> Result<(), ArchiveError> {
         let msg = format!("{o}: cannot write the archive inside the directory it packs ({d})");
         return Err(ArchiveError::Hostile(msg));
     }
+    // Named and locked as an export's staging (`super::staging`), so that the archive a killed
+    // export leaves is removed by the next one.
     let mut tmp = tempfile::Builder::new()
-        .prefix(".bundle-")
+        .prefix(super::staging::PREFIX)
         .suffix(".partial")
         .tempfile_in(parent)
         .map_err(|e| io_err(parent.display(), e))?;
     let tmp_path = tmp.path().to_path_buf();
+    super::staging::lock(tmp.as_file()).map_err(|e| io_err(tmp_path.display(), e))?;
     let write_err = |e| io_err(tmp_path.display(), e);
     {
         let gz = flate2::write::GzEncoder::new(
