@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod keys;
 pub mod ledger;
 pub mod logging;
+pub mod par;
 pub mod schedule;
 pub mod statement;
 pub mod sync;

@@ -1,10 +1,12 @@
 //! What the benchmarks share: an `ok` entry around given content, numbers from the environment,
-//! medians, measured child processes (`process`), a moto S3 server (`moto`) and the results
-//! table every benchmark feeds (`table`). Each benchmark uses part of it.
+//! medians, measured child processes (`process`), a moto S3 server (`moto`), the Ed25519 floor
+//! of a verifier (`sigs`) and the results table every benchmark feeds (`table`). Each benchmark
+//! uses part of it.
 #![allow(dead_code)]
 
 pub mod moto;
 pub mod process;
+pub mod sigs;
 pub mod table;
 
 use chrono::Utc;
