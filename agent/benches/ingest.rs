@@ -175,7 +175,7 @@ fn in_process(dir: &Path, key: &Path, log: &Path, max_bytes: u64) -> (f64, f64, 
 fn main() {
     let want = env_num("INGEST_BENCH_BYTES", 1 << 30);
     let runs = env_num("INGEST_BENCH_RUNS", 3).max(1);
-    let bin = env!("CARGO_BIN_EXE_evidence-agent");
+    let bin = common::agent_bin();
     let dir = tempfile::Builder::new()
         .prefix("ingest-bench-")
         .tempdir()
@@ -202,7 +202,7 @@ fn main() {
         let data_dir = dir.path().join(format!("data-{round}"));
         let config = dir.path().join(format!("agent-{round}.toml"));
         fs::write(&config, config_text(&data_dir, &key, &log, bytes)).expect("write config");
-        let mut cmd = Command::new(bin);
+        let mut cmd = Command::new(&bin);
         cmd.arg("--config")
             .arg(&config)
             .arg("--data-dir")

@@ -143,7 +143,7 @@ fn appends(dir: &Path, key: &Path) {
 fn verify(dir: &Path, key: &Path) {
     let entries = env_num("LEDGER_BENCH_ENTRIES", 1_000_000).max(1);
     let runs = env_num("LEDGER_BENCH_RUNS", 3).max(1);
-    let bin = env!("CARGO_BIN_EXE_evidence-agent");
+    let bin = common::agent_bin();
     let path = dir.join("verify.sqlite");
     let signer = keys::load(key, Some(&keys::key_name(HOST))).expect("load key");
     let public = *signer.verifier().public_key();
@@ -167,7 +167,7 @@ fn verify(dir: &Path, key: &Path) {
 
     let vkey = keys::vkey_path(key);
     let ours = || {
-        let mut cmd = Command::new(bin);
+        let mut cmd = Command::new(&bin);
         cmd.arg("verify").arg(&path).arg("--vkey").arg(&vkey);
         let r = run(cmd, dir);
         check("evidence-agent verify", &r);

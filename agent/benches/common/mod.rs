@@ -36,6 +36,14 @@ pub fn ok_entry(i: u64, kind: &str, content: Vec<u8>) -> NewEntry {
     }
 }
 
+/// The `evidence-agent` binary to measure: `EVIDENCE_AGENT_BIN` when set (a copy taken right
+/// after the build, or a packaged binary), else the one cargo built for this benchmark.
+pub fn agent_bin() -> std::path::PathBuf {
+    std::env::var_os("EVIDENCE_AGENT_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_evidence-agent").into())
+}
+
 /// The number in environment variable `name`, or `default` when it is unset.
 pub fn env_num(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
