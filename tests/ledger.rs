@@ -215,6 +215,45 @@ fn reordered_entries_are_named() {
 }
 
 #[test]
+fn findings_across_verify_chunks_keep_entry_order() {
+    // More entries than two of the chunks verify checks in parallel (4096), with damage in the
+    // first chunk, across the first boundary and in the last, partial chunk.
+    let dir = tempfile::tempdir().unwrap();
+    let path = ledger_with(dir.path(), 9_000);
+    let sig = |i: u64| {
+        format!("UPDATE entries SET envelope = CAST(replace(CAST(envelope AS TEXT), '\"sig\":\"', '\"sig\":\"A') AS BLOB) WHERE idx = {i};")
+    };
+    tamper(
+        &path,
+        &format!(
+            "{} DELETE FROM entries WHERE idx = 4096; {}",
+            sig(5),
+            sig(8_999)
+        ),
+    );
+    let ledger = Ledger::open_read_only(&path).unwrap();
+    let report = verify(&ledger, &signer().verifier()).unwrap();
+    assert_eq!(report.entries, 8_999);
+    let entries: Vec<u64> = report.findings.iter().filter_map(|f| f.entry).collect();
+    assert!(
+        entries.windows(2).all(|w| w[0] <= w[1]),
+        "entry findings out of order: {entries:?}"
+    );
+    let f: Vec<String> = report.findings.iter().map(|f| f.to_string()).collect();
+    for (index, what) in [
+        (5, "envelope sig"),
+        (4096, "missing"),
+        (8_999, "envelope sig"),
+    ] {
+        assert!(
+            f.iter()
+                .any(|m| m.starts_with(&format!("entry {index}:")) && m.contains(what)),
+            "no finding for entry {index} ({what}): {f:?}"
+        );
+    }
+}
+
+#[test]
 fn a_truncated_tree_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = ledger_with(dir.path(), 20);

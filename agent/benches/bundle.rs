@@ -20,6 +20,9 @@
 //! - `BUNDLE_BENCH_RUNS` (default 3) runs of each, alternating ours/reference, after one untimed
 //!   `sha256sum` pass that makes both start from the same page cache. The medians decide.
 //!   Wall time, CPU (user + system) and peak RSS are those of the child process (wait4).
+//! - Also the bound of any verifier: Ed25519 verification alone of the same entries' signatures
+//!   on all cores (`common::sigs`, from the ledger the bundle was exported from), after the runs;
+//!   verify's entries/s is reported as a share of it.
 //! - `BUNDLE_BENCH_KEEP=1` keeps the temporary directory (its path is printed) for profiling.
 //!
 //! Run: `cargo bench -p evidence-agent --bench bundle` (needs `sha256sum`, GNU coreutils).
@@ -149,6 +152,7 @@ fn main() {
     let name = keys::key_name(HOST);
     keys::generate(&key_path, &name).expect("generate key");
     let signer = keys::load(&key_path, Some(&name)).expect("load key");
+    let public = *signer.verifier().public_key();
 
     let t = Instant::now();
     let mut ledger = Ledger::open(&data_dir.join(LEDGER_FILE), HOST, signer).expect("open ledger");
@@ -272,6 +276,26 @@ fn main() {
         ratio: format!("{:.2}x its time", ours_s / ref_s),
         target: "-".into(),
         met: None,
+    });
+
+    let bound = common::sigs::ed25519_bound(&data_dir.join(LEDGER_FILE), &public, 0);
+    let ratio = rate(ours_s) / bound.all_cores_rate();
+    println!(
+        "Ed25519 alone on {} cores: {:.0} signatures/s; verify/bound {ratio:.2}",
+        bound.cores,
+        bound.all_cores_rate()
+    );
+    table::record(Row {
+        benchmark: format!("bundle verify, {entries} entries ({} cores)", bound.cores),
+        ours: format!("{:.0} entries/s", rate(ours_s)),
+        reference: format!(
+            "Ed25519 alone on {} cores: {:.0}/s",
+            bound.cores,
+            bound.all_cores_rate()
+        ),
+        ratio: format!("{ratio:.2} of its rate"),
+        target: "≥ 0.70 of the bound".into(),
+        met: Some(ratio >= 0.7),
     });
 
     if std::env::var_os("BUNDLE_BENCH_KEEP").is_some() {

@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod keys;
 pub mod ledger;
 pub mod logging;
+pub mod par;
 pub mod schedule;
 pub mod statement;
 pub mod sync;

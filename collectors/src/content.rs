@@ -96,14 +96,16 @@ impl ContentWriter {
         self.size == 0
     }
 
-    /// Flush and seal the content. A spool file is fsynced so that the ledger can rely on it.
+    /// Flush and seal the content. A spool file is not fsynced: it only lives until the ledger
+    /// has copied it into its own transaction, which is what makes the bytes durable (a crash
+    /// before that commit loses the run, whose spool is then removed as stale at the next
+    /// start). Syncing it would write every large snapshot to disk one more time for nothing.
     pub fn finish(mut self) -> io::Result<Content> {
         let sha256 = std::mem::take(&mut self.hasher).finalize().into();
         let storage = match self.spool.take() {
             None => Storage::Memory(std::mem::take(&mut self.memory)),
             Some((temp, mut writer)) => {
                 writer.flush()?;
-                writer.get_ref().sync_data()?;
                 Storage::Spooled(temp)
             }
         };

@@ -1,10 +1,12 @@
 //! What the benchmarks share: an `ok` entry around given content, numbers from the environment,
-//! medians, measured child processes (`process`), a moto S3 server (`moto`) and the results
-//! table every benchmark feeds (`table`). Each benchmark uses part of it.
+//! medians, measured child processes (`process`), a moto S3 server (`moto`), the Ed25519 floor
+//! of a verifier (`sigs`) and the results table every benchmark feeds (`table`). Each benchmark
+//! uses part of it.
 #![allow(dead_code)]
 
 pub mod moto;
 pub mod process;
+pub mod sigs;
 pub mod table;
 
 use chrono::Utc;
@@ -32,6 +34,14 @@ pub fn ok_entry(i: u64, kind: &str, content: Vec<u8>) -> NewEntry {
             details: serde_json::Value::Null,
         }),
     }
+}
+
+/// The `evidence-agent` binary to measure: `EVIDENCE_AGENT_BIN` when set (a copy taken right
+/// after the build, or a packaged binary), else the one cargo built for this benchmark.
+pub fn agent_bin() -> std::path::PathBuf {
+    std::env::var_os("EVIDENCE_AGENT_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_evidence-agent").into())
 }
 
 /// The number in environment variable `name`, or `default` when it is unset.

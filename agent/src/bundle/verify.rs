@@ -16,6 +16,7 @@ use super::hostlog::{BlobSource, HostLog, LogEntry};
 use super::layout::{self, ConsistencyDoc, InclusionDoc, Manifest};
 use super::sample::METHOD;
 use super::BundleError;
+use crate::par::par_map;
 use crate::tlog::merkle;
 use crate::tlog::note::NoteVerifier;
 use serde::Serialize;
@@ -604,40 +605,6 @@ fn check_host(
         },
         verifier,
     )))
-}
-
-/// `f` over `items` on every core, results in input order. Bundle checks (hashing files,
-/// signatures, proofs) are independent per item; a verifier on one core would leave half the
-/// machine idle. Workers take small pieces in turn, so one descheduled thread does not hold
-/// up the end.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    const PIECE: usize = 256;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let (f, next) = (&f, &next);
-    let mut pieces: Vec<(usize, Vec<R>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(move || {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(piece) = items.chunks(PIECE).nth(i) else {
-                            return done;
-                        };
-                        done.push((i, piece.iter().map(f).collect::<Vec<R>>()));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            // A worker only panics if `f` does; let that surface as it would on one thread.
-            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
-    pieces.sort_by_key(|(i, _)| *i);
-    pieces.into_iter().flat_map(|(_, r)| r).collect()
 }
 
 /// One entry: its envelope's signature and statement, and its inclusion proof.

@@ -30,7 +30,11 @@ pub fn put(
         .execute(params![&digest[..], size as i64, chunks])?;
     let mut insert =
         conn.prepare_cached("INSERT INTO blob_chunks (digest, seq, data) VALUES (?1, ?2, ?3)")?;
-    let mut buf = vec![0u8; CHUNK];
+    // No larger than the content (at least one byte, so that content longer than its stated
+    // size is still noticed): most snapshots are small, and a zeroed 1 MiB buffer for each
+    // one cost more than the rest of an append.
+    let len = usize::try_from(size).map_or(CHUNK, |s| s.clamp(1, CHUNK));
+    let mut buf = vec![0u8; len];
     let (mut seq, mut total) = (0i64, 0u64);
     loop {
         let n = read_full(reader, &mut buf).map_err(|e| LedgerError::Io {

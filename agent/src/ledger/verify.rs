@@ -116,50 +116,39 @@ pub fn verify(ledger: &Ledger, verifier: &NoteVerifier) -> Result<Report, Ledger
     }
 
     // Then every entry in order, rebuilding the tree and checking each checkpoint on the way.
-    let mut tree = TreeBuilder::new();
-    let mut blob_ok: HashMap<[u8; 32], bool> = HashMap::new();
-    let mut expected_index = 0u64;
-    let mut last_good_checkpoint = 0u64;
-    ledger.for_each_entry(|e| {
-        if e.index != expected_index {
-            report.entry(
-                expected_index,
-                format!(
-                    "missing: entries {expected_index}..{} are absent (deleted?)",
-                    e.index.saturating_sub(1)
-                ),
-            );
-        }
-        expected_index = e.index.saturating_add(1);
-        report.entries += 1;
-        check_entry(ledger, verifier, &e, &mut blob_ok, &mut report)?;
-        let leaf = merkle::leaf_hash(&e.envelope);
-        if leaf != e.leaf_hash {
-            report.entry(
-                e.index,
-                "stored leaf hash is not the hash of the stored envelope",
-            );
-        }
-        // The tree is over positions: a missing entry leaves the rest of the tree unmatchable,
-        // which the checkpoint comparison below reports.
-        tree.push(leaf);
-        if let Some(root) = roots.get(&tree.size()) {
-            if *root == tree.root() {
-                last_good_checkpoint = tree.size();
-            } else {
-                report.checkpoint(
-                    tree.size(),
-                    format!(
-                        "signed root does not match the entries: an entry in {}..{} was altered, \
-                         removed or reordered",
-                        last_good_checkpoint,
-                        tree.size() - 1
-                    ),
-                );
+    // Entries are read in chunks; while the cores check one chunk's signatures and leaves
+    // (`opened`), this thread reads the next chunk and records the previous one's findings in
+    // order, so the findings are those a single pass would give.
+    let mut walk = Walk {
+        ledger,
+        origin_host: ledger.host_id(),
+        tree: TreeBuilder::new(),
+        blob_ok: HashMap::new(),
+        expected_index: 0,
+        last_good_checkpoint: 0,
+        roots: &roots,
+        report: &mut report,
+    };
+    std::thread::scope(|scope| -> Result<(), LedgerError> {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut running: Option<std::thread::ScopedJoinHandle<'_, Checked>> = None;
+        ledger.for_each_entry(|e| {
+            chunk.push(e);
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                let previous = running.replace(scope.spawn(move || open_all(full, verifier)));
+                if let Some(previous) = previous {
+                    walk.chunk(join(previous))?;
+                }
             }
+            Ok(())
+        })?;
+        if let Some(previous) = running.take() {
+            walk.chunk(join(previous))?;
         }
-        Ok(())
+        walk.chunk(open_all(chunk, verifier))
     })?;
+    let Walk { tree, blob_ok, .. } = walk;
 
     let size = tree.size();
     if let Some((&latest, root)) = roots.iter().next_back() {
@@ -203,77 +192,163 @@ pub fn verify(ledger: &Ledger, verifier: &NoteVerifier) -> Result<Report, Ledger
     Ok(report)
 }
 
-fn check_entry(
-    ledger: &Ledger,
-    verifier: &NoteVerifier,
-    e: &super::EntryRecord,
-    blob_ok: &mut HashMap<[u8; 32], bool>,
-    report: &mut Report,
-) -> Result<(), LedgerError> {
-    let payload = match statement::open(&e.envelope, verifier) {
-        Ok(p) => p,
-        Err(err) => {
-            report.entry(e.index, err.to_string());
-            return Ok(());
+/// Entries read in one chunk, verified together.
+const CHUNK: usize = 4096;
+
+/// A chunk of entries and, for each, its opened statement (or why it could not be opened) and
+/// its leaf hash recomputed from the stored envelope.
+type Checked = (
+    Vec<super::EntryRecord>,
+    Vec<(Result<Statement, String>, [u8; 32])>,
+);
+
+/// The work per entry that needs no database: the signature, the statement, the leaf hash.
+/// Spread over every core: this is most of the time verification takes.
+fn open_all(entries: Vec<super::EntryRecord>, verifier: &NoteVerifier) -> Checked {
+    let opened = crate::par::par_map(&entries, |e| {
+        let statement = statement::open(&e.envelope, verifier)
+            .map_err(|err| err.to_string())
+            .and_then(|payload| Statement::from_payload(&payload).map_err(|err| err.to_string()));
+        (statement, merkle::leaf_hash(&e.envelope))
+    });
+    (entries, opened)
+}
+
+/// The in-order part of the entry walk: what needs the database or the previous entries.
+struct Walk<'a> {
+    ledger: &'a Ledger,
+    origin_host: &'a str,
+    tree: TreeBuilder,
+    blob_ok: HashMap<[u8; 32], bool>,
+    expected_index: u64,
+    last_good_checkpoint: u64,
+    roots: &'a BTreeMap<u64, [u8; 32]>,
+    report: &'a mut Report,
+}
+
+/// The checks of a chunk from the thread that ran them.
+fn join(handle: std::thread::ScopedJoinHandle<'_, Checked>) -> Checked {
+    // Only panics if the checks do; let that surface as it would on one thread.
+    handle
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+impl Walk<'_> {
+    fn chunk(&mut self, (entries, opened): Checked) -> Result<(), LedgerError> {
+        for (e, opened) in entries.iter().zip(opened) {
+            self.entry(e, opened)?;
         }
-    };
-    let st = match Statement::from_payload(&payload) {
-        Ok(st) => st,
-        Err(err) => {
-            report.entry(e.index, err.to_string());
-            return Ok(());
+        Ok(())
+    }
+
+    fn entry(
+        &mut self,
+        e: &super::EntryRecord,
+        (statement, leaf): (Result<Statement, String>, [u8; 32]),
+    ) -> Result<(), LedgerError> {
+        if e.index != self.expected_index {
+            self.report.entry(
+                self.expected_index,
+                format!(
+                    "missing: entries {}..{} are absent (deleted?)",
+                    self.expected_index,
+                    e.index.saturating_sub(1)
+                ),
+            );
         }
-    };
-    let p = &st.predicate;
-    if p.log_index != e.index {
-        report.entry(
-            e.index,
-            format!(
-                "statement was signed for log index {}, found at {} (entries reordered or removed)",
-                p.log_index, e.index
-            ),
-        );
-    }
-    if p.host != ledger.host_id() {
-        report.entry(e.index, format!("statement is for host {:?}", p.host));
-    }
-    let digest_hex = hex::encode(e.content_digest);
-    if st.content_sha256() != digest_hex
-        || p.collector.id != e.collector_id
-        || p.status.as_str() != e.status
-        || p.trigger.as_str() != e.trigger
-        || p.scheduled_for != e.scheduled_for
-    {
-        report.entry(e.index, "index columns disagree with the signed statement");
-    }
-    let ok = match blob_ok.get(&e.content_digest) {
-        Some(ok) => *ok,
-        None => {
-            let mut w = HashWriter(Sha256::new(), 0);
-            let ok = match ledger.copy_blob(&e.content_digest, &mut w)? {
-                None => false,
-                Some(_) => <[u8; 32]>::from(w.0.finalize()) == e.content_digest,
-            };
-            blob_ok.insert(e.content_digest, ok);
-            if ok && w.1 != p.content_size {
-                report.entry(
-                    e.index,
+        self.expected_index = e.index.saturating_add(1);
+        self.report.entries += 1;
+        match statement {
+            Ok(st) => self.check_statement(e, &st)?,
+            Err(message) => self.report.entry(e.index, message),
+        }
+        if leaf != e.leaf_hash {
+            self.report.entry(
+                e.index,
+                "stored leaf hash is not the hash of the stored envelope",
+            );
+        }
+        // The tree is over positions: a missing entry leaves the rest of the tree unmatchable,
+        // which the checkpoint comparison below reports.
+        let tree = &mut self.tree;
+        tree.push(leaf);
+        if let Some(root) = self.roots.get(&tree.size()) {
+            if *root == tree.root() {
+                self.last_good_checkpoint = tree.size();
+            } else {
+                self.report.checkpoint(
+                    tree.size(),
                     format!(
-                        "content has {} bytes, statement says {}",
-                        w.1, p.content_size
+                        "signed root does not match the entries: an entry in {}..{} was altered, \
+                         removed or reordered",
+                        self.last_good_checkpoint,
+                        tree.size() - 1
                     ),
                 );
             }
-            ok
         }
-    };
-    if !ok {
-        report.entry(
-            e.index,
-            format!("content sha256:{digest_hex} is missing or does not match its digest"),
-        );
+        Ok(())
     }
-    Ok(())
+
+    /// The signed statement against the entry's columns and its content blob.
+    fn check_statement(
+        &mut self,
+        e: &super::EntryRecord,
+        st: &Statement,
+    ) -> Result<(), LedgerError> {
+        let report = &mut *self.report;
+        let p = &st.predicate;
+        if p.log_index != e.index {
+            report.entry(
+                e.index,
+                format!(
+                    "statement was signed for log index {}, found at {} (entries reordered or removed)",
+                    p.log_index, e.index
+                ),
+            );
+        }
+        if p.host != self.origin_host {
+            report.entry(e.index, format!("statement is for host {:?}", p.host));
+        }
+        let digest_hex = hex::encode(e.content_digest);
+        if st.content_sha256() != digest_hex
+            || p.collector.id != e.collector_id
+            || p.status.as_str() != e.status
+            || p.trigger.as_str() != e.trigger
+            || p.scheduled_for != e.scheduled_for
+        {
+            report.entry(e.index, "index columns disagree with the signed statement");
+        }
+        let ok = match self.blob_ok.get(&e.content_digest) {
+            Some(ok) => *ok,
+            None => {
+                let mut w = HashWriter(Sha256::new(), 0);
+                let ok = match self.ledger.copy_blob(&e.content_digest, &mut w)? {
+                    None => false,
+                    Some(_) => <[u8; 32]>::from(w.0.finalize()) == e.content_digest,
+                };
+                self.blob_ok.insert(e.content_digest, ok);
+                if ok && w.1 != p.content_size {
+                    report.entry(
+                        e.index,
+                        format!(
+                            "content has {} bytes, statement says {}",
+                            w.1, p.content_size
+                        ),
+                    );
+                }
+                ok
+            }
+        };
+        if !ok {
+            report.entry(
+                e.index,
+                format!("content sha256:{digest_hex} is missing or does not match its digest"),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Consecutive stored checkpoints must be consistent, by proofs from the stored nodes.
