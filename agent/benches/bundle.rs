@@ -33,7 +33,6 @@ use common::{env_num, median};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use evidence_agent::keys;
 use evidence_agent::ledger::{Ledger, NewEntry, LEDGER_FILE};
-use std::fs;
 use std::process::Command;
 use std::time::Instant;
 
