@@ -254,7 +254,8 @@ pub async fn read_host(
 
     let mut entries = Vec::with_capacity((end - start) as usize);
     for index in start..end {
-        let envelope = envelopes[index as usize].clone();
+        // Taken, not copied: the tree's other envelopes are dropped on return.
+        let envelope = std::mem::take(&mut envelopes[index as usize]);
         let statement = open_entry(&verifier, host, index, &envelope)
             .map_err(|e| bad(format!("entry {index}: {e}")))?;
         let proof = merkle::inclusion_proof(&nodes, index, end)
