@@ -36,8 +36,6 @@ use common::{env_num, median};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use evidence_agent::keys;
 use evidence_agent::ledger::{Ledger, NewEntry, LEDGER_FILE};
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -96,45 +94,6 @@ fn entry(k: u64) -> NewEntry {
     e
 }
 
-/// (files, bytes) below `dir`, per top-level entry name and in total.
-fn sizes(dir: &Path) -> (Vec<(String, u64, u64)>, u64, u64) {
-    fn walk(path: &Path, acc: &mut (u64, u64)) {
-        for item in fs::read_dir(path).expect("read_dir") {
-            let item = item.expect("dir entry");
-            let meta = item.metadata().expect("metadata");
-            if meta.is_dir() {
-                walk(&item.path(), acc);
-            } else {
-                acc.0 += 1;
-                acc.1 += meta.len();
-            }
-        }
-    }
-    let mut parts = Vec::new();
-    let mut names: Vec<PathBuf> = fs::read_dir(dir)
-        .expect("read bundle dir")
-        .map(|e| e.expect("dir entry").path())
-        .collect();
-    names.sort();
-    for path in names {
-        let mut acc = (0, 0);
-        if path.is_dir() {
-            walk(&path, &mut acc);
-        } else {
-            acc = (1, fs::metadata(&path).expect("metadata").len());
-        }
-        let name = path
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
-        parts.push((name, acc.0, acc.1));
-    }
-    let files = parts.iter().map(|p| p.1).sum();
-    let bytes = parts.iter().map(|p| p.2).sum();
-    (parts, files, bytes)
-}
-
 fn main() {
     let per_minute = COLLECTORS.len() as u64;
     let entries = env_num("BUNDLE_BENCH_ENTRIES", 100_000).div_ceil(per_minute) * per_minute;
@@ -183,7 +142,7 @@ fn main() {
         .arg(&bundle);
     let exported = run(export, dir.path());
     check("export", &exported);
-    let (parts, files, bytes) = sizes(&bundle);
+    let (parts, files, bytes) = common::dir_sizes(&bundle);
 
     let ours = || {
         let mut cmd = Command::new(bin);

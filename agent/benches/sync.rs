@@ -38,56 +38,11 @@ use common::table::{self, Row};
 use evidence_agent::ledger::{Ledger, LEDGER_FILE};
 use evidence_agent::{config, keys, sync};
 use std::fs;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 const HOST: &str = "bench-host";
 const BUCKET: &str = "evidence-bench";
 const BATCH: u64 = 16;
-/// `aws --endpoint-url <moto> ARGS...`; panics with its output unless it exits 0.
-fn aws(moto: &Moto, args: &[&str]) -> String {
-    let out = Command::new("aws")
-        .arg("--endpoint-url")
-        .arg(moto.url())
-        .args(args)
-        .envs(AWS_ENV)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run aws (awscli)");
-    assert!(
-        out.status.success(),
-        "aws {args:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}\n--- moto\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        moto.log()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// (objects, bytes) below `s3://BUCKET/prefix`, as `aws s3 ls --summarize` counts them.
-fn count(moto: &Moto, prefix: &str) -> (u64, u64) {
-    let listing = aws(
-        moto,
-        &[
-            "s3",
-            "ls",
-            "--recursive",
-            "--summarize",
-            &format!("s3://{BUCKET}/{prefix}"),
-        ],
-    );
-    let total = |label: &str| -> u64 {
-        listing
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {label:?} in `aws s3 ls --summarize`:\n{listing}"))
-    };
-    (total("Total Objects:"), total("Total Size:"))
-}
-
 /// `size` bytes of content unique to entry `i`: its index in hex, then pseudo-random hex.
 fn content(i: u64, size: usize) -> Vec<u8> {
     let mut bytes = format!("{i:016x}").into_bytes();
@@ -134,7 +89,7 @@ fn main() {
     let signer = keys::load(&key_path, Some(&name)).expect("load key");
 
     let moto = Moto::start(&dir.path().join("moto.log"));
-    aws(&moto, &["s3api", "create-bucket", "--bucket", BUCKET]);
+    moto.aws(&["s3api", "create-bucket", "--bucket", BUCKET]);
 
     let t = Instant::now();
     let mut ledger =
@@ -185,7 +140,7 @@ fn main() {
     drop(ledger);
 
     let t = Instant::now();
-    aws(&moto, &["--version"]);
+    moto.aws(&["--version"]);
     let aws_startup = t.elapsed().as_secs_f64();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -226,7 +181,10 @@ fn main() {
             (objects, bytes, 0),
             "run {run}: the pass did not upload exactly the plan"
         );
-        assert_eq!(count(&moto, &format!("ours-{run}/")), (objects, bytes));
+        assert_eq!(
+            moto.count(BUCKET, &format!("ours-{run}/")),
+            (objects, bytes)
+        );
 
         // awscli, same files, same server.
         let target = format!("s3://{BUCKET}/awscli-{run}/");
@@ -236,16 +194,16 @@ fn main() {
             moto.cpu_seconds(),
             Instant::now(),
         );
-        aws(
-            &moto,
-            &["s3", "sync", "--only-show-errors", files_arg, &target],
-        );
+        moto.aws(&["s3", "sync", "--only-show-errors", files_arg, &target]);
         let reference = Timing {
             seconds: t.elapsed().as_secs_f64(),
             client_cpu: rusage_seconds(libc::RUSAGE_CHILDREN) - cpu0,
             moto_cpu: moto.cpu_seconds() - moto0,
         };
-        assert_eq!(count(&moto, &format!("awscli-{run}/")), (objects, bytes));
+        assert_eq!(
+            moto.count(BUCKET, &format!("awscli-{run}/")),
+            (objects, bytes)
+        );
         results.push((run, ours, sync_seconds, reference));
     }
     let (requests, not_ok) = moto.statuses();

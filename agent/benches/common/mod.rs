@@ -1,7 +1,7 @@
 //! What the benchmarks share: an `ok` entry around given content, numbers from the environment,
-//! medians, measured child processes (`process`), a moto S3 server (`moto`), the Ed25519 floor
-//! of a verifier (`sigs`) and the results table every benchmark feeds (`table`). Each benchmark
-//! uses part of it.
+//! medians, file counts and sizes below a directory, measured child processes (`process`), a
+//! moto S3 server (`moto`), the Ed25519 floor of a verifier (`sigs`) and the results table
+//! every benchmark feeds (`table`). Each benchmark uses part of it.
 #![allow(dead_code)]
 
 pub mod moto;
@@ -13,6 +13,8 @@ use chrono::Utc;
 use collectors::{Content, Snapshot};
 use evidence_agent::ledger::{NewEntry, Outcome};
 use evidence_agent::statement::Trigger;
+use std::fs;
+use std::path::{Path, PathBuf};
 
 /// Entry `i`, a successful run of `kind` with `content` as its JSON snapshot, timed now.
 pub fn ok_entry(i: u64, kind: &str, content: Vec<u8>) -> NewEntry {
@@ -63,4 +65,43 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
     } else {
         (xs[n / 2 - 1] + xs[n / 2]) / 2.0
     }
+}
+
+/// (files, bytes) below `dir`, per top-level entry name and in total.
+pub fn dir_sizes(dir: &Path) -> (Vec<(String, u64, u64)>, u64, u64) {
+    fn walk(path: &Path, acc: &mut (u64, u64)) {
+        for item in fs::read_dir(path).expect("read_dir") {
+            let item = item.expect("dir entry");
+            let meta = item.metadata().expect("metadata");
+            if meta.is_dir() {
+                walk(&item.path(), acc);
+            } else {
+                acc.0 += 1;
+                acc.1 += meta.len();
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("read bundle dir")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    names.sort();
+    for path in names {
+        let mut acc = (0, 0);
+        if path.is_dir() {
+            walk(&path, &mut acc);
+        } else {
+            acc = (1, fs::metadata(&path).expect("metadata").len());
+        }
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        parts.push((name, acc.0, acc.1));
+    }
+    let files = parts.iter().map(|p| p.1).sum();
+    let bytes = parts.iter().map(|p| p.2).sum();
+    (parts, files, bytes)
 }

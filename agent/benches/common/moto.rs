@@ -1,11 +1,13 @@
 //! A moto S3 server (`python3 -m moto.server`, pip `moto[server]==5.2.1`) on a free 127.0.0.1
-//! port for the benchmarks that talk to S3, and the environment their S3 clients use.
+//! port for the benchmarks that talk to S3, the environment their S3 clients use, and awscli
+//! (`aws`) pointed at it.
 
 use super::process::pid_cpu_seconds;
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 /// How long moto may take to accept connections.
@@ -101,6 +103,52 @@ impl Moto {
             }
         }
         (total, other)
+    }
+
+    /// `aws --endpoint-url <moto>` with [`AWS_ENV`], ready for its arguments.
+    pub fn aws_command(&self) -> Command {
+        let mut cmd = Command::new("aws");
+        cmd.arg("--endpoint-url").arg(self.url()).envs(AWS_ENV);
+        cmd
+    }
+
+    /// `aws --endpoint-url <moto> ARGS...`'s stdout; panics with its output unless it exits 0.
+    pub fn aws(&self, args: &[&str]) -> String {
+        let out = self
+            .aws_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run aws (awscli)");
+        assert!(
+            out.status.success(),
+            "aws {args:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}\n--- moto\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// (objects, bytes) below `s3://bucket/prefix`, as `aws s3 ls --summarize` counts them.
+    pub fn count(&self, bucket: &str, prefix: &str) -> (u64, u64) {
+        let listing = self.aws(&[
+            "s3",
+            "ls",
+            "--recursive",
+            "--summarize",
+            &format!("s3://{bucket}/{prefix}"),
+        ]);
+        let total = |label: &str| -> u64 {
+            listing
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(label))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {label:?} in `aws s3 ls --summarize`:\n{listing}"))
+        };
+        (total("Total Objects:"), total("Total Size:"))
     }
 
     /// CPU seconds (user + system, all threads) moto has used so far.

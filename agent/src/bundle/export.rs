@@ -268,8 +268,12 @@ pub struct Written {
 }
 
 /// Write the bundle of `hosts` (each with the blob source it came from) to `options.out`.
+///
+/// The logs are taken, not borrowed: once a host's entries and proofs are written, their
+/// bytes are released ([`HostLog::release_leaves`]), so a year of a fleet is held in memory
+/// once, as statements, rather than as envelopes and proofs too.
 pub fn write(
-    hosts: &[(HostLog, &dyn BlobSource)],
+    hosts: Vec<(HostLog, &dyn BlobSource)>,
     options: &Options,
 ) -> Result<Written, BundleError> {
     let out = &options.out;
@@ -299,15 +303,16 @@ pub fn write(
         dir: staging.path().to_owned(),
         files: Vec::new(),
     };
-    let logs: Vec<HostLog> = hosts.iter().map(|(l, _)| l.clone()).collect();
+    let (mut logs, sources): (Vec<HostLog>, Vec<&dyn BlobSource>) = hosts.into_iter().unzip();
     let mut fingerprints = Vec::with_capacity(logs.len());
-    for log in &logs {
+    for log in &mut logs {
         let verifier =
             NoteVerifier::parse(&log.vkey).map_err(|e| BundleError::Invalid(e.to_string()))?;
         fingerprints.push(crate::keys::fingerprint(&verifier));
         write_host_log(&mut w, log)?;
+        log.release_leaves();
     }
-    let blobs = Union(hosts.iter().map(|(_, b)| *b).collect());
+    let blobs = Union(sources);
     let derived = derive::derive(&logs, &fingerprints, &blobs, &options.params)?;
     for digest in &derived.blobs {
         let rel = layout::blob_path(digest);

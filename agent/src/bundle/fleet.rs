@@ -163,8 +163,9 @@ pub async fn read_host(
     let bundles: Vec<tiles::Tile> = all_tiles.iter().copied().filter(|t| t.level == 0).collect();
     let fetched = get_all(&store, bundles.iter().map(|t| t.entries_path()).collect()).await?;
     let mut envelopes: Vec<Vec<u8>> = Vec::with_capacity(size as usize);
-    for (tile, bytes) in bundles.iter().zip(&fetched) {
-        let entries = tiles::parse_entry_bundle(bytes)
+    // Consumed: each entry bundle is freed once its envelopes are copied out.
+    for (tile, bytes) in bundles.iter().zip(fetched) {
+        let entries = tiles::parse_entry_bundle(&bytes)
             .map_err(|e| bad(format!("{}: {e}", tile.entries_path())))?;
         if entries.len() as u64 != tile.width {
             return Err(bad(format!(
@@ -254,7 +255,8 @@ pub async fn read_host(
 
     let mut entries = Vec::with_capacity((end - start) as usize);
     for index in start..end {
-        let envelope = envelopes[index as usize].clone();
+        // Taken, not copied: the tree's other envelopes are dropped on return.
+        let envelope = std::mem::take(&mut envelopes[index as usize]);
         let statement = open_entry(&verifier, host, index, &envelope)
             .map_err(|e| bad(format!("entry {index}: {e}")))?;
         let proof = merkle::inclusion_proof(&nodes, index, end)

@@ -49,18 +49,20 @@ pub fn export(paths: &Paths, args: &ExportArgs) -> anyhow::Result<()> {
             sample: sample.clone(),
         },
     };
-    let write = |hosts: &[(HostLog, &dyn BlobSource)]| {
+    let write = |hosts: Vec<(HostLog, &dyn BlobSource)>| {
         export::write(hosts, &options).with_context(|| format!("export to {}", args.out.display()))
     };
     let written = match args.source {
         Some(url) => {
             let config = fleet_config(paths, url)?;
             let fetched = block_on(fetch_fleet(&config, args, &period))?;
-            let hosts: Vec<(HostLog, &dyn BlobSource)> = fetched
-                .iter()
-                .map(|(log, blobs)| (log.clone(), blobs as &dyn BlobSource))
+            let (logs, blobs): (Vec<HostLog>, Vec<DownloadedBlobs>) = fetched.into_iter().unzip();
+            let hosts = logs
+                .into_iter()
+                .zip(&blobs)
+                .map(|(log, blobs)| (log, blobs as &dyn BlobSource))
                 .collect();
-            write(&hosts)?
+            write(hosts)?
         }
         None => {
             let ledger = paths.open_ledger()?;
@@ -78,7 +80,7 @@ pub fn export(paths: &Paths, args: &ExportArgs) -> anyhow::Result<()> {
             let log = export::from_ledger(&ledger, &verifier, &period)
                 .with_context(|| format!("read {}", ledger.path().display()))?;
             println!("key {trust}");
-            write(&[(log, &ledger)])?
+            write(vec![(log, &ledger)])?
         }
     };
     println!(
