@@ -7,21 +7,17 @@
 mod common;
 
 use chrono::{TimeZone, Utc};
+use common::daemon::{finish, sigterm, Log, DEADLINE};
 use common::s3::{FaultProxy, Faults, ObjectVersion, S3Server};
 use evidence_agent::keys;
 use evidence_agent::ledger::{Ledger, NewEntry, Outcome};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 const BUCKET: &str = "evidence-test";
 const HOST: &str = "sync-host";
 /// The host's directory in the bucket (`prefix = "ev"`).
 const HOST_PREFIX: &str = "ev/sync-host/";
-/// How long a wait may take before the test is declared hung.
-const DEADLINE: Duration = Duration::from_secs(120);
 
 /// A host: data directory, key and configuration pointing at an S3 endpoint.
 struct Host {
@@ -196,86 +192,11 @@ fn assert_written_once(versions: &[ObjectVersion]) {
     }
 }
 
-/// Wait for `child` to exit and collect its output; the wait runs on a thread so that a hung
-/// process fails the test after [`DEADLINE`] instead of hanging it.
-fn finish(child: Child, what: &str) -> Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(out) => out.expect("collect the output"),
-        Err(_) => {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("{what} did not exit");
-        }
-    }
-}
-
-/// A running process's stderr, line by line as it is written, kept whole for the end.
-struct Log {
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Log {
-    fn follow(stderr: ChildStderr) -> Log {
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Log {
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Block until `n` lines written so far match `pred` (earlier lines count); the last
-    /// matching line.
-    fn wait_count(&mut self, what: &str, n: usize, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let matching: Vec<&String> = self.seen.iter().filter(|l| pred(l)).collect();
-            if matching.len() >= n {
-                return matching[n - 1].clone();
-            }
-            let left = DEADLINE.saturating_sub(start.elapsed());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!(
-                    "timed out (or the process ended) waiting for {what}; its log:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Everything the process wrote, once it has exited.
-    fn rest(mut self) -> String {
-        self.seen.extend(self.lines.iter());
-        self.seen.join("\n")
-    }
-}
-
 /// `tree_size=N` of a "synced to" log line.
 fn logged_tree_size(line: &str) -> Option<u64> {
     let rest = &line[line.find("tree_size=")? + "tree_size=".len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
 }
 
 #[test]

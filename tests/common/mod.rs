@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test crate uses a subset
 
 pub mod bundle;
+pub mod daemon;
 pub mod s3;
 
 use chrono::{DateTime, Utc};

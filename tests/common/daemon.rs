@@ -1,0 +1,92 @@
+//! A running `evidence-agent` process as the end-to-end tests watch it: its stderr followed
+//! line by line ([`Log`]), a stop by SIGTERM ([`sigterm`]) and a bounded wait for its exit
+//! ([`finish`]). Waits are on events (lines, exit); [`DEADLINE`] only bounds a hung test.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStderr, Output};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long one wait may take before the test is declared hung.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Wait for `child` to exit and collect its output; the wait runs on a thread so that a hung
+/// process fails the test after [`DEADLINE`] instead of hanging it.
+pub fn finish(child: Child, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(out) => out.expect("collect the output"),
+        Err(_) => {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("{what} did not exit");
+        }
+    }
+}
+
+/// A running process's stderr, line by line as it is written, kept whole for the end.
+pub struct Log {
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Log {
+    pub fn follow(stderr: ChildStderr) -> Log {
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Log {
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Block until `n` lines written so far match `pred` (earlier lines count); the last
+    /// matching line.
+    pub fn wait_count(&mut self, what: &str, n: usize, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let matching: Vec<&String> = self.seen.iter().filter(|l| pred(l)).collect();
+            if matching.len() >= n {
+                return matching[n - 1].clone();
+            }
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "timed out (or the process ended) waiting for {what}; its log:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The lines taken in so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
+    /// Everything the process wrote, once it has exited.
+    pub fn rest(mut self) -> String {
+        self.seen.extend(self.lines.iter());
+        self.seen.join("\n")
+    }
+}
+
+/// Asks `child` to stop, as systemd does.
+pub fn sigterm(child: &Child) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+}
