@@ -23,7 +23,8 @@
 //!   should stay near that memory and below that CPU (it saves the process start, key load and
 //!   ledger open every minute).
 //! - The agent's binary is copied into the scratch directory first, so a rebuild of the shared
-//!   target directory during the ten minutes cannot change what is measured.
+//!   target directory during the ten minutes cannot change what is measured. `IDLE_BENCH_AGENT`
+//!   names another binary to measure instead (an older build, for a before/after comparison).
 //!
 //! Besides the table rows, the end of the window is printed broken down: anonymous (the
 //! agent's own heap and stacks) against file-backed (program text mapped from the binary;
@@ -186,7 +187,12 @@ fn main() {
     let config_path = dir.join("agent.toml");
     fs::write(&config_path, fixture(dir, &data)).expect("write agent.toml");
     let binary: PathBuf = dir.join("evidence-agent");
-    fs::copy(env!("CARGO_BIN_EXE_evidence-agent"), &binary).expect("copy the agent binary");
+    let source = std::env::var_os("IDLE_BENCH_AGENT").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_evidence-agent")),
+        PathBuf::from,
+    );
+    fs::copy(&source, &binary)
+        .unwrap_or_else(|e| panic!("copy the agent binary {}: {e}", source.display()));
     let agent = |args: &[&str]| {
         let mut cmd = Command::new(&binary);
         cmd.arg("--config").arg(&config_path).args(args);
