@@ -24,14 +24,14 @@ mod common;
 mod process;
 
 use chrono::{DateTime, Duration, Utc};
-use common::daemon::{finish, sigterm, Log};
+use common::daemon::{agent_command, finish, sigterm, start};
 use common::s3::{Canned, FaultProxy, Faults, S3Server};
 use evidence_agent::ledger::Ledger;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const BUCKET: &str = "evidence-soak";
 const HOST: &str = "soak-host";
@@ -95,14 +95,7 @@ impl Soak {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evidence-agent"));
-        cmd.arg("--config")
-            .arg(self.dir.path().join("agent.toml"))
-            .args(args)
-            .envs(common::s3::aws_env())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null());
-        cmd
+        agent_command(&self.dir.path().join("agent.toml"), args)
     }
 
     fn agent(&self, args: &[&str]) -> Output {
@@ -228,14 +221,8 @@ fn twenty_collectors_every_second_through_a_flaky_s3_leak_nothing_and_lose_nothi
     );
     proxy.set_canned(Some((23, Canned::HtmlBadGateway)));
     let soak = Soak::new(&proxy.endpoint());
-    let mut daemon = soak
-        .command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the daemon");
+    let (daemon, mut log) = start(soak.command(&["run"]));
     let pid = daemon.id();
-    let mut log = Log::follow(daemon.stderr.take().expect("piped stderr"));
     let started =
         logged_at(&log.wait_count("start-up", 1, |l| l.contains("evidence-agent running")));
 

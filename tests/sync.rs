@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::{TimeZone, Utc};
-use common::daemon::{finish, sigterm, Log, DEADLINE};
+use common::daemon::{agent_command, finish, sigterm, start, DEADLINE};
 use common::s3::{FaultProxy, Faults, ObjectVersion, S3Server};
 use evidence_agent::keys;
 use evidence_agent::ledger::{Ledger, NewEntry, Outcome};
@@ -75,14 +75,7 @@ force_path_style = true
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evidence-agent"));
-        cmd.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .envs(common::s3::aws_env())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null());
-        cmd
+        agent_command(&self.config, args)
     }
 
     fn agent(&self, args: &[&str]) -> Output {
@@ -417,13 +410,7 @@ fn the_daemon_collects_through_an_outage_and_drains_the_backlog_when_s3_returns(
     proxy.go_down();
     // A run every second: collection goes on while S3 is unreachable.
     let host = Host::new(&proxy.endpoint(), "", "* * * * * *");
-    let mut daemon = host
-        .command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the daemon");
-    let mut log = Log::follow(daemon.stderr.take().expect("piped stderr"));
+    let (daemon, mut log) = start(host.command(&["run"]));
     log.wait_count("5 runs recorded during the outage", 5, |l| {
         l.contains("run recorded")
     });

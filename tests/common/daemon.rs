@@ -3,12 +3,37 @@
 //! ([`finish`]). Waits are on events (lines, exit); [`DEADLINE`] only bounds a hung test.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStderr, Output};
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long one wait may take before the test is declared hung.
 pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// `evidence-agent --config CONFIG ARGS...` with the S3 test credentials, `RUST_LOG=info`
+/// and no stdin.
+pub fn agent_command(config: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_evidence-agent"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .envs(super::s3::aws_env())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Starts `cmd` (an `evidence-agent run`) with its stderr followed.
+pub fn start(mut cmd: Command) -> (Child, Log) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let log = Log::follow(child.stderr.take().expect("piped stderr"));
+    (child, log)
+}
 
 /// Wait for `child` to exit and collect its output; the wait runs on a thread so that a hung
 /// process fails the test after [`DEADLINE`] instead of hanging it.
