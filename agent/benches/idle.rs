@@ -176,7 +176,7 @@ fn wait_line(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &st
 }
 
 fn mib(x: f64) -> String {
-    format!("{x:.1} MiB")
+    format!("{x:.2} MiB")
 }
 
 fn main() {

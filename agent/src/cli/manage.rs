@@ -55,12 +55,11 @@ fn host_key(config: &Config) -> anyhow::Result<NoteSigner> {
     }
 }
 
-/// Async worker threads of the daemon, whatever the core count: its async work is waiting
-/// (timers, child processes, HTTP), the heavy parts (hashing, SQLite, file reads) run on the
-/// blocking pool or the ledger thread, and every worker costs a stack and, with glibc, a
-/// malloc arena. Two, so that one busy task (a large API page being parsed) does not hold up
-/// the schedule.
-const DAEMON_WORKERS: usize = 2;
+/// Async worker threads of the daemon, whatever the core count: its async work is mostly
+/// waiting (timers, child processes, HTTP), the heavy parts (hashing, SQLite, file reads) run
+/// on the blocking pool and the ledger thread, and the signal loop runs on the main thread.
+/// Every worker costs a stack and, with glibc's default, a malloc arena.
+const DAEMON_WORKERS: usize = 1;
 
 /// glibc's malloc arenas for the daemon. By default glibc gives threads their own arenas, up
 /// to 8 per core, and each keeps its freed memory; the daemon's threads allocate little and
@@ -85,9 +84,8 @@ pub fn run(config: Config, data_dir: Option<&Path>) -> anyhow::Result<()> {
     let signer = host_key(&config)?;
     let (path, data_dir) = (config.path.clone(), data_dir.map(Path::to_path_buf));
     let loader: daemon::ConfigLoader = Arc::new(move || config::load(&path, data_dir.as_deref()));
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     block_on_with(
-        Some(workers.min(DAEMON_WORKERS)),
+        Some(DAEMON_WORKERS),
         daemon::run(config, signer, loader, notifier),
     )
 }
