@@ -1,13 +1,39 @@
-//! Child processes in tests: wait for an exit with a deadline, follow stderr line by line
-//! (tests wait on log lines, not on time), send SIGTERM.
+//! Child processes in tests: the agent's command line, a daemon started with its stderr
+//! followed line by line (tests wait on log lines, not on time), a wait for an exit with a
+//! deadline, SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStderr, Output};
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long a wait may take before the test is declared hung.
 pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// `evidence-agent --config CONFIG ARGS...` with the S3 test credentials, `RUST_LOG=info`
+/// and no stdin.
+pub fn agent_command(config: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_evidence-agent"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .envs(super::s3::aws_env())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Starts `cmd` (an `evidence-agent run`) with its stderr followed.
+pub fn start(mut cmd: Command) -> (Child, Log) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let log = Log::follow(child.stderr.take().expect("piped stderr"));
+    (child, log)
+}
 
 /// Wait for `child` to exit and collect its output; the wait runs on a thread so that a hung
 /// process fails the test after [`DEADLINE`] instead of hanging it.

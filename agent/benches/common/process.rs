@@ -96,15 +96,25 @@ pub fn pid_cpu_seconds(pid: u32) -> f64 {
 /// (resident now, peak resident) of process `pid` in MiB, from `VmRSS`/`VmHWM` in
 /// `/proc/<pid>/status`.
 pub fn pid_rss_mib(pid: u32) -> (f64, f64) {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
-    let kib = |field: &str| -> f64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-    };
-    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+    let status = pid_status(pid);
+    (
+        status_kib(&status, pid, "VmRSS:") / 1024.0,
+        status_kib(&status, pid, "VmHWM:") / 1024.0,
+    )
+}
+
+/// The text of `/proc/<pid>/status`, for [`status_kib`].
+pub fn pid_status(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"))
+}
+
+/// The value of `field` (e.g. `"RssAnon:"`) in a `/proc/<pid>/status` text, in KiB.
+pub fn status_kib(status: &str, pid: u32, field: &str) -> f64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }

@@ -19,7 +19,19 @@ use std::sync::Arc;
 pub(super) fn block_on<T>(
     work: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    block_on_with(None, work)
+}
+
+/// [`block_on`] with `workers` async worker threads (tokio's default, one per core, if `None`).
+fn block_on_with<T>(
+    workers: Option<usize>,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("start the async runtime")?;
@@ -43,14 +55,39 @@ fn host_key(config: &Config) -> anyhow::Result<NoteSigner> {
     }
 }
 
+/// Async worker threads of the daemon, whatever the core count: its async work is mostly
+/// waiting (timers, child processes, HTTP), the heavy parts (hashing, SQLite, file reads) run
+/// on the blocking pool and the ledger thread, and the signal loop runs on the main thread.
+/// Every worker costs a stack and, with glibc's default, a malloc arena.
+const DAEMON_WORKERS: usize = 1;
+
+/// glibc's malloc arenas for the daemon. By default glibc gives threads their own arenas, up
+/// to 8 per core, and each keeps its freed memory; the daemon's threads allocate little and
+/// rarely at once, so one arena is enough and keeps its resident memory from growing with the
+/// threads the blocking pool starts over the months (benches/idle.rs measures it).
+#[cfg(target_env = "gnu")]
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only changes allocator settings; called before any thread is started.
+    if unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) } != 1 {
+        tracing::warn!("could not limit malloc arenas (mallopt M_ARENA_MAX)");
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn limit_malloc_arenas() {}
+
 /// The daemon. `data_dir` is the `--data-dir` override, applied again at every reload.
 pub fn run(config: Config, data_dir: Option<&Path>) -> anyhow::Result<()> {
     // Before the runtime's threads exist: this takes NOTIFY_SOCKET out of the environment.
     let notifier = daemon::notify::Notifier::from_env();
+    limit_malloc_arenas();
     let signer = host_key(&config)?;
     let (path, data_dir) = (config.path.clone(), data_dir.map(Path::to_path_buf));
     let loader: daemon::ConfigLoader = Arc::new(move || config::load(&path, data_dir.as_deref()));
-    block_on(daemon::run(config, signer, loader, notifier))
+    block_on_with(
+        Some(DAEMON_WORKERS),
+        daemon::run(config, signer, loader, notifier),
+    )
 }
 
 /// One sync pass in the foreground: anchor against S3, upload everything pending.

@@ -4,12 +4,12 @@
 //! from outside (boto3, the independent verifier).
 
 use super::{ObjectVersion, S3Server};
-use crate::common::process::Log;
+use crate::common::process::{agent_command, start, Log};
 use chrono::{TimeZone, Utc};
 use evidence_agent::keys;
 use evidence_agent::ledger::{Ledger, NewEntry, Outcome};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 
 pub const BUCKET: &str = "evidence-test";
 pub const HOST: &str = "sync-host";
@@ -71,26 +71,12 @@ force_path_style = true
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evidence-agent"));
-        cmd.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .envs(super::aws_env())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null());
-        cmd
+        agent_command(&self.config, args)
     }
 
     /// `evidence-agent run`, its stderr followed line by line.
     pub fn start_daemon(&self) -> (Child, Log) {
-        let mut daemon = self
-            .command(&["run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the daemon");
-        let log = Log::follow(daemon.stderr.take().expect("piped stderr"));
-        (daemon, log)
+        start(self.command(&["run"]))
     }
 
     pub fn agent(&self, args: &[&str]) -> Output {
