@@ -82,6 +82,7 @@ echo "- Memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/memin
 echo "- Kernel: $(uname -sr); filesystem of $(pwd): $(df -T . | awk 'NR == 2 {print $2}')"
 echo "- $(rustc --version); $(openssl version); moto $(python3 -c 'import moto; print(moto.__version__)'); $(aws --version 2>&1 | cut -d' ' -f1)"
 echo "- Date: $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "- Load average at the end (1, 5, 15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "## Results"
 echo
